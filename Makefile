@@ -1,0 +1,39 @@
+# Mamori. Every target that needs the machine set up calls scripts/setup.sh first
+# (idempotent: about a second when nothing is missing). eBPF needs root: sudo make ...
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= config/mamori.yaml
+
+.PHONY: setup run trace test test-unit test-kernel gen check-gen bench clean
+
+setup:
+	@./scripts/setup.sh
+
+## Run the agent on this node with the default configuration (Ctrl-C stops it).
+run: setup
+	$(VENV)/bin/mamori run --config $(CONFIG)
+
+## Print every event on the host (not only containers) as JSON lines.
+trace: setup
+	$(VENV)/bin/mamori trace --config $(CONFIG) --all-processes
+
+## The whole test suite: unit tests and kernel tests (real eBPF, real syscalls).
+test: setup
+	$(PY) -m pytest -v
+
+test-unit: setup
+	$(PY) -m pytest -v tests/unit
+
+test-kernel: setup
+	$(PY) -m pytest -v tests/kernel
+
+## Regenerate bpf/events.h from agent/sensor/layout.py.
+gen:
+	$(PY) -m agent.sensor.layout > bpf/events.h
+
+## Benchmarks (writes the numbers to stdout; docs/benchmarks.md holds the last run).
+bench: setup
+	$(PY) bench/sensor_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info bench/build

@@ -1,0 +1,172 @@
+"""`mamori` command line: run (the agent), trace (raw events)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+
+from . import config as configmod
+from .sensor import cgroups
+from .sensor.layout import FAMILY_OF
+from .sensor.probes import Sensor, SensorError
+
+log = logging.getLogger("mamori")
+
+
+def event_json(ev) -> str:
+    """One event as one JSON line under the dotted field names."""
+    return json.dumps(ev.fields(), separators=(",", ":"), ensure_ascii=False)
+
+
+def _watch_paths(sensor: Sensor, paths, strict: bool) -> list[str]:
+    """Add each cgroup path to the watched set. Paths that do not exist are an error when
+    the user named them (strict), and skipped with a log line for the defaults."""
+    root = cgroups.cgroup2_root()
+    watched = []
+    for p in paths:
+        d = cgroups.resolve(p, root)
+        try:
+            cid = cgroups.cgroup_id(d)
+        except FileNotFoundError:
+            if strict:
+                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}") from None
+            log.info("not watching %s: %s does not exist", p, d)
+            continue
+        sensor.watch_cgroup(cid)
+        watched.append(d)
+    return watched
+
+
+def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int) -> int:
+    """Poll the ring every interval, print the chosen kinds; report kernel drops."""
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(1))
+    wanted = set(kinds) if kinds else None
+    last_drops: dict[str, int] = {}
+    next_check = time.monotonic() + 1.0
+    interval = interval_ms / 1000.0
+    while not stop:
+        for ev in sensor.poll():
+            if wanted is None or ev.kind in wanted:
+                out.write(event_json(ev) + "\n")
+        out.flush()
+        now = time.monotonic()
+        if now >= next_check:
+            drops = sensor.drops()
+            new = {k: v - last_drops.get(k, 0) for k, v in drops.items()
+                   if v != last_drops.get(k, 0)}
+            if new:
+                log.warning("kernel dropped events (ring full): %s", new)
+            last_drops, next_check = drops, now + 1.0
+        time.sleep(interval)
+    return 0
+
+
+def _start_sensor(cfg: configmod.Config, families, user_cgroups) -> Sensor:
+    sensor = Sensor(families=families, ring_bytes=cfg.sensor.ring_bytes,
+                    all_processes=cfg.sensor.all_processes)
+    t0 = time.monotonic()
+    sensor.start()
+    for sc, why in sensor.unavailable.items():
+        log.info("%s is not traced on this kernel: %s", sc, why)
+    if not cfg.sensor.all_processes:
+        paths = user_cgroups or cfg.sensor.watched_cgroups
+        watched = _watch_paths(sensor, paths, strict=bool(user_cgroups))
+        if not watched:
+            log.warning("no watched cgroup exists yet (%s): no events until one does; "
+                        "use --all-processes to watch the whole host", ", ".join(paths))
+        else:
+            log.info("watching cgroups: %s", ", ".join(watched))
+    log.info("probes attached (%s) in %.2fs", ", ".join(sensor.families),
+             time.monotonic() - t0)
+    return sensor
+
+
+def cmd_run(args) -> int:
+    overrides = {}
+    if args.all_processes:
+        overrides["sensor.all_processes"] = True
+    if args.node_name:
+        overrides["node_name"] = args.node_name
+    cfg = configmod.load(args.config, overrides)
+    logging.getLogger().setLevel(cfg.log_level.upper())
+    sensor = _start_sensor(cfg, cfg.sensor.families, args.cgroup)
+    log.info("mamori running on node %s", cfg.resolved_node_name())
+    out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
+    try:
+        return _stream(sensor, cfg.output.kinds, out, cfg.sensor.poll_interval_ms)
+    finally:
+        sensor.close()
+
+
+def cmd_trace(args) -> int:
+    overrides = {}
+    if args.all_processes:
+        overrides["sensor.all_processes"] = True
+    if args.ring_size:
+        overrides["sensor.ring_bytes"] = args.ring_size
+    cfg = configmod.load(args.config, overrides)
+    kinds = configmod.parse_kinds(args.kinds) if args.kinds else ()
+    families = tuple(dict.fromkeys(FAMILY_OF[k] for k in kinds)) or cfg.sensor.families
+    sensor = _start_sensor(cfg, families, args.cgroup)
+    try:
+        return _stream(sensor, kinds, sys.stdout, cfg.sensor.poll_interval_ms)
+    finally:
+        sensor.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mamori", description="Runtime security for "
+                                "Kubernetes nodes, on eBPF.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--config", "-c", help="YAML configuration file "
+                        f"(default: {configmod.DEFAULT_PATH} if it exists)")
+        sp.add_argument("--all-processes", action="store_true",
+                        help="watch every process on the host, not only containers")
+        sp.add_argument("--cgroup", action="append", metavar="PATH",
+                        help="watch this cgroup2 path and everything below it "
+                        "(repeatable; replaces sensor.watched_cgroups)")
+
+    run = sub.add_parser("run", help="run the agent on this node")
+    common(run)
+    run.add_argument("--node-name", help="this node's name (default: $NODE_NAME, hostname)")
+    run.set_defaults(func=cmd_run)
+
+    tr = sub.add_parser("trace", help="print one JSON line per kernel event")
+    common(tr)
+    tr.add_argument("--kinds", help="event kinds or families, comma-separated "
+                    "(process, file, net, priv, or exec, open, connect, ...)")
+    tr.add_argument("--ring-size", help="ring buffer size, e.g. 16Mi")
+    tr.set_defaults(func=cmd_trace)
+    return p
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "config", None) is None:
+        import os
+        args.config = configmod.DEFAULT_PATH if os.path.exists(configmod.DEFAULT_PATH) else None
+    try:
+        return args.func(args)
+    except configmod.ConfigError as e:
+        for p in e.problems:
+            print(f"mamori: {p}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"mamori: {e}", file=sys.stderr)
+        return 2
+    except SensorError as e:
+        print(f"mamori: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

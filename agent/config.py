@@ -1,0 +1,219 @@
+"""The agent's configuration: one YAML file, command-line overrides, checked at start.
+
+Every mistake is reported as `file:line: key: what is wrong`, all of them at once.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+
+import yaml
+
+from .sensor.layout import FAMILIES, KINDS
+
+DEFAULT_PATH = "/etc/mamori/mamori.yaml"
+
+# Parents under which container runtimes put their containers' cgroups. Watching one of
+# them covers every container below it from its first instruction (cgroup ancestors are
+# checked in the kernel).
+DEFAULT_WATCHED = ("kubepods", "kubepods.slice", "docker", "system.slice/containerd.service",
+                   "machine.slice", "libpod_parent", "mamori-test")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    families: tuple[str, ...] = tuple(FAMILIES)
+    ring_bytes: int = 16 << 20
+    poll_interval_ms: int = 10
+    all_processes: bool = False
+    watched_cgroups: tuple[str, ...] = DEFAULT_WATCHED
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "-"                 # "-" is stdout; otherwise a file, appended to
+    kinds: tuple[str, ...] = ()     # event kinds printed by `mamori run` (empty: all)
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str = ""
+    log_level: str = "info"
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def resolved_node_name(self) -> str:
+        return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+_SIZE_SUFFIX = {"k": 1 << 10, "ki": 1 << 10, "m": 1 << 20, "mi": 1 << 20, "g": 1 << 30,
+                "gi": 1 << 30}
+
+
+def parse_size(value) -> int:
+    """16777216, "16Mi", "16M", "512k" -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 16Mi")
+    if isinstance(value, int):
+        return value
+    s = str(value).strip().lower().rstrip("b")
+    for suffix in sorted(_SIZE_SUFFIX, key=len, reverse=True):
+        if s.endswith(suffix):
+            return int(float(s[: -len(suffix)]) * _SIZE_SUFFIX[suffix])
+    return int(s)
+
+
+def _lines(node, prefix="", out=None) -> dict[str, int]:
+    """dotted key -> 1-based line, from a composed YAML node tree."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}{k.value}"
+            out[key] = k.start_mark.line + 1
+            _lines(v, key + ".", out)
+    return out
+
+
+def load(path: str | None, overrides: dict | None = None) -> Config:
+    """Read the file (if any), apply dotted overrides ({'sensor.all_processes': True}),
+    validate. Raises ConfigError listing every problem."""
+    raw, lines, where = {}, {}, "<defaults>"
+    if path:
+        where = path
+        try:
+            text = open(path).read()
+        except OSError as e:
+            raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+        try:
+            node = yaml.compose(text)
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise ConfigError([f"{path}{line}: YAML syntax: {getattr(e, 'problem', e)}"]) from None
+        if not isinstance(raw, dict):
+            raise ConfigError([f"{path}:1: the configuration must be a mapping of keys"])
+        lines = _lines(node)
+    for dotted, value in (overrides or {}).items():
+        d = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = value
+        lines.setdefault(dotted, 0)
+    return _validate(raw, lines, where)
+
+
+def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
+    problems: list[str] = []
+
+    def err(key: str, msg: str) -> None:
+        line = lines.get(key) or lines.get(key.rsplit(".", 1)[0])
+        loc = f"{where}:{line}" if line else ("command line" if key in lines else where)
+        problems.append(f"{loc}: {key}: {msg}")
+
+    def section(name: str, allowed: set[str]) -> dict:
+        val = raw.get(name, {}) or {}
+        if not isinstance(val, dict):
+            err(name, "must be a mapping")
+            return {}
+        for k in val:
+            if k not in allowed:
+                err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
+        return val
+
+    for k in raw:
+        if k not in ("node_name", "log_level", "sensor", "output"):
+            err(k, "unknown key (known: log_level, node_name, output, sensor)")
+    cfg = Config()
+
+    node = raw.get("node_name", "")
+    if not isinstance(node, str):
+        err("node_name", "must be a string")
+    level = raw.get("log_level", "info")
+    if level not in ("debug", "info", "warning", "error"):
+        err("log_level", f"must be one of debug, info, warning, error, not {level!r}")
+
+    s = section("sensor", {f for f in SensorConfig.__dataclass_fields__})
+    sensor = SensorConfig()
+    if "families" in s:
+        fams = s["families"]
+        if not isinstance(fams, list) or not all(isinstance(f, str) for f in fams):
+            err("sensor.families", "must be a list of probe families")
+        else:
+            bad = [f for f in fams if f not in FAMILIES]
+            if bad:
+                err("sensor.families", f"unknown {', '.join(bad)} (known: {', '.join(FAMILIES)})")
+            elif not fams:
+                err("sensor.families", "must name at least one family")
+            else:
+                sensor = replace(sensor, families=tuple(fams))
+    if "ring_bytes" in s:
+        try:
+            n = parse_size(s["ring_bytes"])
+            if n < 4096 or n > 1 << 30:
+                err("sensor.ring_bytes", "must be between 4Ki and 1Gi")
+            else:
+                sensor = replace(sensor, ring_bytes=n)
+        except (ValueError, TypeError):
+            err("sensor.ring_bytes", f"expected a size such as 16Mi, not {s['ring_bytes']!r}")
+    if "poll_interval_ms" in s:
+        v = s["poll_interval_ms"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+            err("sensor.poll_interval_ms", "must be an integer from 1 to 1000")
+        else:
+            sensor = replace(sensor, poll_interval_ms=v)
+    if "all_processes" in s:
+        if not isinstance(s["all_processes"], bool):
+            err("sensor.all_processes", "must be true or false")
+        else:
+            sensor = replace(sensor, all_processes=s["all_processes"])
+    if "watched_cgroups" in s:
+        w = s["watched_cgroups"]
+        if not isinstance(w, list) or not all(isinstance(p, str) and p for p in w):
+            err("sensor.watched_cgroups", "must be a list of cgroup paths")
+        else:
+            sensor = replace(sensor, watched_cgroups=tuple(w))
+
+    o = section("output", {"path", "kinds"})
+    output = OutputConfig()
+    if "path" in o:
+        if not isinstance(o["path"], str) or not o["path"]:
+            err("output.path", "must be a file path or - for stdout")
+        else:
+            output = replace(output, path=o["path"])
+    if "kinds" in o:
+        try:
+            output = replace(output, kinds=parse_kinds(o["kinds"]))
+        except ValueError as e:
+            err("output.kinds", str(e))
+
+    if problems:
+        raise ConfigError(problems)
+    return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
+                   sensor=sensor, output=output)
+
+
+def parse_kinds(value) -> tuple[str, ...]:
+    """Kinds and family names ('exec,file' or ['net', 'open']) -> event kinds."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be a list of event kinds or families")
+    out: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if item in FAMILIES:
+            out += FAMILIES[item]
+        elif item in KINDS:
+            out.append(item)
+        elif item:
+            raise ValueError(f"unknown kind {item!r} (kinds: {', '.join(KINDS)}; "
+                             f"families: {', '.join(FAMILIES)})")
+    return tuple(dict.fromkeys(out))

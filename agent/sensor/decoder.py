@@ -1,0 +1,176 @@
+"""Raw ring-buffer records -> typed events. The formats come from layout.py, the same
+source the C header is generated from."""
+from __future__ import annotations
+
+import ipaddress
+
+from . import layout, names
+from .events import Event, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, PrivEvent
+
+_HDR = layout.HEADER_STRUCT
+_HDR_SIZE = layout.sizeof("event_hdr")
+_BODY = {name: layout.body_struct(name) for name in layout.STRUCTS}
+_SIZE = {name: layout.sizeof(name) for name in layout.STRUCTS}
+_KIND_NAME = {i: k for k, i in layout.KIND_ID.items()}
+_STRUCT_OF = {layout.KIND_ID[k]: s for k, s in layout.STRUCT_OF_KIND.items()}
+_SYSCALL_NAME = {i: s for s, i in layout.SYSCALL_ID.items()}
+_F = layout.FLAGS
+_NAME_LEN = layout.NAME_LEN
+
+
+class MalformedEvent(ValueError):
+    """A record that does not match any event layout. Counted and skipped, never fatal."""
+
+
+def text(raw: bytes) -> str:
+    """A NUL-terminated C string. Bytes that are not UTF-8 are kept, escaped as \\xNN."""
+    end = raw.find(b"\0")
+    if end >= 0:
+        raw = raw[:end]
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _addr(raw: bytes, family: int) -> str:
+    if family == 2:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if family == 10:
+        return str(ipaddress.IPv6Address(raw))
+    return ""
+
+
+def decode(raw: bytes) -> Event:
+    if len(raw) < _HDR_SIZE:
+        raise MalformedEvent(f"record of {len(raw)} bytes is shorter than the header")
+    (ts, cgroup_id, kind_id, pid, tid, ppid, uid, gid, pidns, mntns, vpid, flags,
+     comm) = _HDR.unpack_from(raw, 0)
+    sname = _STRUCT_OF.get(kind_id)
+    if sname is None:
+        raise MalformedEvent(f"unknown event kind {kind_id}")
+    if len(raw) < _SIZE[sname]:
+        raise MalformedEvent(f"{_KIND_NAME[kind_id]} record of {len(raw)} bytes, "
+                             f"expected {_SIZE[sname]}")
+    kind = _KIND_NAME[kind_id]
+    common = (kind, ts, pid, tid, ppid, vpid, uid, gid, text(comm), cgroup_id, pidns, mntns)
+    body = _BODY[sname].unpack_from(raw, _HDR_SIZE)
+    return _DECODERS[sname](common, flags, body)
+
+
+def _exec(common, flags, b) -> ExecEvent:
+    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, filename,
+     comps, args) = b
+    depth = min(depth, layout.PATH_DEPTH)
+    parts = [text(comps[i * _NAME_LEN:(i + 1) * _NAME_LEN]) for i in range(depth - 1, -1, -1)]
+    exe = "/" + "/".join(p for p in parts if p)   # empty slots are mount crossings
+    argv = args[:min(args_len, layout.ARGS_LEN)]
+    if argv.endswith(b"\0"):
+        argv = argv[:-1]
+    arglist = [text(a) for a in argv.split(b"\0")] if argv else []
+    args_truncated = bool(flags & _F["TRUNC_ARGS"])
+    if len(arglist) > layout.MAX_ARGS:
+        arglist = arglist[:layout.MAX_ARGS]
+        args_truncated = True
+    return ExecEvent(
+        *common, exe=exe, exe_inode=ino, exe_dev=names.user_dev(dev),
+        exe_fs=names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}"), exe_links=nlink,
+        exe_truncated=bool(flags & _F["TRUNC_PATH"]),
+        exe_detached=bool(flags & _F["EXE_UNREACHABLE"]),
+        filename=text(filename), args=tuple(arglist), args_truncated=args_truncated,
+        stdin=names.fd_kind(m0, r0), stdout=names.fd_kind(m1, r1),
+        stderr=names.fd_kind(m2, r2))
+
+
+def _fork(common, flags, b) -> ForkEvent:
+    return ForkEvent(*common, child_pid=b[0])
+
+
+def _exit(common, flags, b) -> ExitEvent:
+    code = b[0]
+    sig = code & 0x7F
+    return ExitEvent(*common, code=None if sig else (code >> 8) & 0xFF, signal=sig,
+                     core_dumped=bool(code & 0x80))
+
+
+def _syscall(sys_id: int, ret: int) -> tuple[str, int, str | None]:
+    return _SYSCALL_NAME.get(sys_id, str(sys_id)), ret, names.errno_name(ret)
+
+
+def _file(common, flags, b) -> FileEvent:
+    ret, fd, sys_id, fflags, mode, path = b
+    kind = common[0]
+    if kind == "open":
+        fnames = names.open_flags(fflags)
+        mode = mode & 0o7777 if fflags & (0o100 | 0o20000000) else 0  # O_CREAT, O_TMPFILE
+    elif kind == "unlink":
+        fnames = names.bit_names(fflags, names.UNLINK_FLAGS)
+    else:
+        fnames = names.bit_names(fflags, names.CHMOD_FLAGS)
+        mode &= 0o7777
+    return FileEvent(*common, *_syscall(sys_id, ret), path=text(path), new_path=None,
+                     flags=fnames, mode=mode, fd=fd,
+                     path_truncated=bool(flags & _F["TRUNC_PATH"]))
+
+
+def _rename(common, flags, b) -> FileEvent:
+    ret, olddirfd, _newdirfd, sys_id, rflags, path, new_path = b
+    return FileEvent(*common, *_syscall(sys_id, ret), path=text(path), new_path=text(new_path),
+                     flags=names.bit_names(rflags, names.RENAME_FLAGS), mode=0, fd=olddirfd,
+                     path_truncated=bool(flags & (_F["TRUNC_PATH"] | _F["TRUNC_PATH2"])))
+
+
+_NO_REMOTE = ("bind", "listen")  # a socket being bound or put to listen has no peer
+
+
+def _net(common, flags, b) -> NetEvent:
+    (ret, fd, sys_id, family, sport, dport, protocol, stype, backlog, saddr, daddr,
+     unix_path) = b
+    return NetEvent(
+        *common, *_syscall(sys_id, ret),
+        family=names.FAMILIES.get(family, str(family)),
+        protocol=names.PROTOCOLS.get(protocol, str(protocol)),
+        sock_type=names.SOCK_TYPES.get(stype & 0xF, str(stype)),
+        saddr=_addr(saddr, family), sport=sport,
+        daddr="" if common[0] in _NO_REMOTE else _addr(daddr, family), dport=dport,
+        unix_path=text(unix_path) if family == 1 else "", fd=fd, backlog=backlog)
+
+
+def _unchanged(v: int) -> int | None:
+    return None if v & 0xFFFFFFFF == 0xFFFFFFFF else v & 0xFFFFFFFF
+
+
+def _priv(common, flags, b) -> PrivEvent:
+    ret, a0, a1, a2, a3, sys_id, _pad, s1, s2, s3 = b
+    kind = common[0]
+    sysname = _SYSCALL_NAME.get(sys_id, str(sys_id))
+    if kind == "ptrace":
+        d = (("ptrace.request", names.PTRACE_REQUESTS.get(a0, str(a0))),
+             ("ptrace.target", a1 & 0xFFFFFFFF))
+    elif kind == "mount":
+        d = (("mount.source", text(s2)), ("mount.target", text(s1)),
+             ("mount.fstype", text(s3)), ("mount.flags", names.mount_flags(a3)))
+    elif kind == "umount":
+        d = (("mount.target", text(s1)), ("mount.flags", names.bit_names(a1, names.UMOUNT_FLAGS)))
+    elif kind == "unshare":
+        d = (("ns.types", names.bit_names(a0 & ~0x40600, names.NS_TYPES)
+              + names.bit_names(a0 & 0x40600, names.UNSHARE_OTHER)),)
+    elif kind == "setns":
+        d = (("ns.fd", a0 & 0xFFFFFFFF), ("ns.types", names.bit_names(a1, names.NS_TYPES)))
+    elif kind == "setuid":
+        d = (("cred.ruid", _unchanged(a0)), ("cred.euid", _unchanged(a1)),
+             ("cred.suid", _unchanged(a2)), ("cred.fsuid", _unchanged(a3) if sysname == "setfsuid" else None))
+    elif kind == "setgid":
+        d = (("cred.rgid", _unchanged(a0)), ("cred.egid", _unchanged(a1)),
+             ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None))
+    elif kind == "memfd":
+        d = (("memfd.name", text(s1)), ("memfd.flags", names.bit_names(a1, names.MEMFD_FLAGS)))
+    else:  # module
+        d = (("module.params", text(s1)),
+             ("module.fd", a0 if sysname == "finit_module" else None))
+    return PrivEvent(*common, *_syscall(sys_id, ret), details=d)
+
+
+_DECODERS = {"exec_event": _exec, "fork_event": _fork, "exit_event": _exit,
+             "file_event": _file, "rename_event": _rename, "net_event": _net,
+             "priv_event": _priv}

@@ -1,0 +1,239 @@
+"""The wire layout of every event the probes send: the one source of truth.
+
+`bpf/events.h` is generated from this module (`python -m agent.sensor.layout > bpf/events.h`,
+or `make gen`), and the decoder builds its `struct` formats from it, so the C side and the
+Python side cannot drift apart. A test checks that the committed header is current and that
+gcc lays the structs out at exactly the offsets computed here.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Sizes of the bounded buffers. Longer values are cut and the event says so (flags below).
+COMM_LEN = 16
+PATH_LEN = 256          # file paths as passed to a syscall
+NAME_LEN = 64           # one component of the executable's path (dentry name)
+PATH_DEPTH = 32         # dentries (plus mount crossings) walked for the executable's path
+ARGS_LEN = 2048         # argv bytes (NUL-separated) copied from the new program's stack
+MAX_ARGS = 64           # argv entries kept by the decoder
+UNIX_PATH_LEN = 108     # sun_path
+SHORT_STR = 32          # fstype
+
+# Event kinds. The number is what the kernel writes in hdr.kind; the name is event.kind.
+KINDS = (
+    "exec", "fork", "exit",
+    "open", "unlink", "rename", "chmod",
+    "connect", "accept", "bind", "listen",
+    "ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
+    "module",
+)
+KIND_ID = {name: i + 1 for i, name in enumerate(KINDS)}
+FAMILIES = {
+    "process": ("exec", "fork", "exit"),
+    "file": ("open", "unlink", "rename", "chmod"),
+    "net": ("connect", "accept", "bind", "listen"),
+    "priv": ("ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
+             "module"),
+}
+FAMILY_OF = {k: fam for fam, kinds in FAMILIES.items() for k in kinds}
+
+# The exact syscall behind a kind (open vs openat2 …), written in the event's `sys` field.
+SYSCALLS = (
+    "open", "openat", "openat2", "creat",
+    "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "chmod", "fchmod", "fchmodat", "fchmodat2",
+    "connect", "accept", "accept4", "bind", "listen",
+    "ptrace", "mount", "umount2", "unshare", "setns",
+    "setuid", "setreuid", "setresuid", "setfsuid",
+    "setgid", "setregid", "setresgid", "setfsgid",
+    "memfd_create", "init_module", "finit_module",
+)
+SYSCALL_ID = {name: i + 1 for i, name in enumerate(SYSCALLS)}
+
+# hdr.flags bits
+FLAGS = {
+    "TRUNC_PATH": 1 << 0,    # path (or the executable's path) was cut
+    "TRUNC_PATH2": 1 << 1,   # second path (rename target, mount source) was cut
+    "TRUNC_ARGS": 1 << 2,    # argv was longer than ARGS_LEN bytes
+    "EXE_UNREACHABLE": 1 << 3,  # the executable's dentry walk hit a detached dentry
+}
+
+_C_TYPES = {"u8": ("unsigned char", "B", 1), "u16": ("unsigned short", "H", 2),
+            "u32": ("unsigned int", "I", 4), "s32": ("int", "i", 4),
+            "u64": ("unsigned long long", "Q", 8), "s64": ("long long", "q", 8)}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    ctype: str          # one of _C_TYPES, or "char" / "u8" with dims
+    dims: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= d
+        return (1 if self.ctype == "char" else _C_TYPES[self.ctype][2]) * n
+
+    @property
+    def align(self) -> int:
+        return 1 if self.ctype == "char" else _C_TYPES[self.ctype][2]
+
+
+def _f(spec: str) -> Field:
+    """'u32 pid' / 'char comm[16]' / 'u32 fd_mode[3]'."""
+    ctype, rest = spec.split()
+    name, *dims = rest.replace("]", "").split("[")
+    return Field(name, ctype, tuple(int(d) for d in dims))
+
+
+HEADER = tuple(_f(s) for s in (
+    "u64 ts_ns", "u64 cgroup_id", "u32 kind", "u32 pid", "u32 tid", "u32 ppid",
+    "u32 uid", "u32 gid", "u32 pidns", "u32 mntns", "u32 vpid", "u32 flags",
+    f"char comm[{COMM_LEN}]",
+))
+
+# One struct per family of kinds. Each starts with the header (as member `hdr`).
+STRUCTS: dict[str, tuple[Field, ...]] = {
+    "exec_event": tuple(_f(s) for s in (
+        "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
+        "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth",
+        f"char filename[{PATH_LEN}]", f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
+        f"char args[{ARGS_LEN}]",
+    )),
+    "fork_event": tuple(_f(s) for s in ("u32 child_pid", "u32 child_tid")),
+    "exit_event": tuple(_f(s) for s in ("u32 code", "u32 threads")),
+    "file_event": tuple(_f(s) for s in (
+        "s64 ret", "s32 fd", "u32 sys", "u32 flags", "u32 mode",
+        f"char path[{PATH_LEN}]",
+    )),
+    "rename_event": tuple(_f(s) for s in (
+        "s64 ret", "s32 olddirfd", "s32 newdirfd", "u32 sys", "u32 flags",
+        f"char path[{PATH_LEN}]", f"char new_path[{PATH_LEN}]",
+    )),
+    "net_event": tuple(_f(s) for s in (
+        "s64 ret", "s32 fd", "u32 sys", "u16 family", "u16 sport", "u16 dport",
+        "u16 protocol", "u16 type", "u16 backlog", "u8 saddr[16]", "u8 daddr[16]",
+        f"char unix_path[{UNIX_PATH_LEN}]",
+    )),
+    "priv_event": tuple(_f(s) for s in (
+        "s64 ret", "u64 arg0", "u64 arg1", "u64 arg2", "u64 arg3", "u32 sys", "u32 pad",
+        f"char str1[{PATH_LEN}]", f"char str2[{PATH_LEN}]", f"char str3[{SHORT_STR}]",
+    )),
+}
+
+STRUCT_OF_KIND = {
+    "exec": "exec_event", "fork": "fork_event", "exit": "exit_event",
+    "open": "file_event", "unlink": "file_event", "chmod": "file_event",
+    "rename": "rename_event",
+    "connect": "net_event", "accept": "net_event", "bind": "net_event", "listen": "net_event",
+    **{k: "priv_event" for k in FAMILIES["priv"]},
+}
+
+
+def _layout(fields: tuple[Field, ...], start: int = 0) -> tuple[list[tuple[Field, int]], int]:
+    """C natural-alignment layout: (field, offset) pairs and the end offset (unpadded)."""
+    out, off = [], start
+    for f in fields:
+        off = (off + f.align - 1) // f.align * f.align
+        out.append((f, off))
+        off += f.size
+    return out, off
+
+
+def _struct_align(fields: tuple[Field, ...]) -> int:
+    return max(f.align for f in fields)
+
+
+def offsets(name: str) -> dict[str, int]:
+    """Byte offset of every member of a struct, header members as `hdr.x`."""
+    hdr, hdr_end = _layout(HEADER)
+    hdr_size = _round(hdr_end, _struct_align(HEADER))
+    if name == "event_hdr":
+        return {f.name: o for f, o in hdr}
+    body, _ = _layout(STRUCTS[name], hdr_size)
+    res = {f"hdr.{f.name}": o for f, o in hdr}
+    res.update({f.name: o for f, o in body})
+    return res
+
+
+def sizeof(name: str) -> int:
+    hdr_end = _layout(HEADER)[1]
+    hdr_size = _round(hdr_end, _struct_align(HEADER))
+    if name == "event_hdr":
+        return hdr_size
+    fields = STRUCTS[name]
+    end = _layout(fields, hdr_size)[1]
+    return _round(end, max(_struct_align(fields), _struct_align(HEADER)))
+
+
+def _round(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def struct_format(fields: tuple[Field, ...], start: int = 0) -> str:
+    """A `struct` module format ('<' plus explicit pad bytes) for the fields."""
+    fmt, off = ["<"], start
+    for f, o in _layout(fields, start)[0]:
+        if o > off:
+            fmt.append(f"{o - off}x")
+        if f.ctype == "char" or (f.ctype == "u8" and f.dims):
+            fmt.append(f"{f.size}s")
+        else:
+            code = _C_TYPES[f.ctype][1]
+            n = f.size // _C_TYPES[f.ctype][2]
+            fmt.append(code * n if n > 1 else code)
+        off = o + f.size
+    return "".join(fmt)
+
+
+HEADER_STRUCT = struct.Struct(struct_format(HEADER))
+
+
+def body_struct(name: str) -> struct.Struct:
+    """Format of the members after the header, to unpack at offset sizeof(event_hdr)."""
+    hdr_size = sizeof("event_hdr")
+    fmt = struct_format(STRUCTS[name], hdr_size)
+    return struct.Struct(fmt)
+
+
+def c_header() -> str:
+    """The text of bpf/events.h."""
+    out = [
+        "/* Generated by `python -m agent.sensor.layout` from agent/sensor/layout.py.",
+        " * Do not edit: change layout.py and run `make gen`. */",
+        "#ifndef MAMORI_EVENTS_H",
+        "#define MAMORI_EVENTS_H",
+        "",
+    ]
+    for const, val in (("COMM_LEN", COMM_LEN), ("PATH_LEN", PATH_LEN), ("NAME_LEN", NAME_LEN),
+                       ("PATH_DEPTH", PATH_DEPTH), ("ARGS_LEN", ARGS_LEN),
+                       ("UNIX_PATH_LEN", UNIX_PATH_LEN), ("SHORT_STR", SHORT_STR),
+                       ("EV_MAX", len(KINDS) + 1)):
+        out.append(f"#define {const} {val}")
+    out.append("")
+    for flag, bit in FLAGS.items():
+        out.append(f"#define F_{flag} {bit:#x}")
+    out += ["", "enum event_kind {"]
+    out += [f"    EV_{k.upper()} = {KIND_ID[k]}," for k in KINDS]
+    out += ["};", "", "enum syscall_id {"]
+    out += [f"    SYS_{s.upper()} = {SYSCALL_ID[s]}," for s in SYSCALLS]
+    out += ["};", ""]
+
+    def members(fields):
+        for f in fields:
+            ctype = "char" if f.ctype == "char" else f.ctype
+            dims = "".join(f"[{d}]" for d in f.dims)
+            yield f"    {ctype} {f.name}{dims};"
+
+    out += ["struct event_hdr {", *members(HEADER), "};", ""]
+    for name, fields in STRUCTS.items():
+        out += [f"struct {name} {{", "    struct event_hdr hdr;", *members(fields), "};", ""]
+    out += ["#endif"]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(c_header(), end="")

@@ -1,0 +1,132 @@
+"""Names for the numbers the kernel reports: flags, errnos, families, filesystems."""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+_O_FLAGS = (  # (name, value); access mode handled apart
+    ("O_CREAT", 0o100), ("O_EXCL", 0o200), ("O_NOCTTY", 0o400), ("O_TRUNC", 0o1000),
+    ("O_APPEND", 0o2000), ("O_NONBLOCK", 0o4000), ("O_DSYNC", 0o10000),
+    ("O_ASYNC", 0o20000), ("O_DIRECT", 0o40000), ("O_LARGEFILE", 0o100000),
+    ("O_DIRECTORY", 0o200000), ("O_NOFOLLOW", 0o400000), ("O_NOATIME", 0o1000000),
+    ("O_CLOEXEC", 0o2000000), ("O_SYNC", 0o4000000), ("O_PATH", 0o10000000),
+    ("O_TMPFILE", 0o20000000),
+)
+_ACCMODE = {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR", 3: "O_ACCMODE3"}
+
+_cache: dict[int, tuple[str, ...]] = {}
+
+
+def open_flags(flags: int) -> tuple[str, ...]:
+    """('O_WRONLY', 'O_CREAT', 'O_TRUNC') for 0o1101. Cached: flags repeat a lot."""
+    hit = _cache.get(flags)
+    if hit is not None:
+        return hit
+    names = [_ACCMODE[flags & 3]]
+    rest = flags & ~3
+    for name, bit in _O_FLAGS:
+        if rest & bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(f"{rest:#o}")
+    out = tuple(names)
+    if len(_cache) < 4096:
+        _cache[flags] = out
+    return out
+
+
+def bit_names(value: int, table: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
+    names, rest = [], value
+    for name, bit in table:
+        if value & bit == bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(hex(rest))
+    return tuple(names)
+
+
+UNLINK_FLAGS = (("AT_REMOVEDIR", 0x200),)
+RENAME_FLAGS = (("RENAME_NOREPLACE", 1), ("RENAME_EXCHANGE", 2), ("RENAME_WHITEOUT", 4))
+CHMOD_FLAGS = (("AT_SYMLINK_NOFOLLOW", 0x100), ("AT_EMPTY_PATH", 0x1000))
+MOUNT_FLAGS = (
+    ("MS_RDONLY", 1), ("MS_NOSUID", 2), ("MS_NODEV", 4), ("MS_NOEXEC", 8),
+    ("MS_SYNCHRONOUS", 16), ("MS_REMOUNT", 32), ("MS_MANDLOCK", 64), ("MS_DIRSYNC", 128),
+    ("MS_NOSYMFOLLOW", 256), ("MS_NOATIME", 1024), ("MS_NODIRATIME", 2048),
+    ("MS_BIND", 4096), ("MS_MOVE", 8192), ("MS_REC", 16384), ("MS_SILENT", 32768),
+    ("MS_POSIXACL", 1 << 16), ("MS_UNBINDABLE", 1 << 17), ("MS_PRIVATE", 1 << 18),
+    ("MS_SLAVE", 1 << 19), ("MS_SHARED", 1 << 20), ("MS_RELATIME", 1 << 21),
+    ("MS_KERNMOUNT", 1 << 22), ("MS_I_VERSION", 1 << 23), ("MS_STRICTATIME", 1 << 24),
+    ("MS_LAZYTIME", 1 << 25),
+)
+
+
+def mount_flags(value: int) -> tuple[str, ...]:
+    """mount(2) flags; the historic magic MS_MGC_VAL in the top 16 bits is dropped."""
+    if value & 0xFFFF0000 == 0xC0ED0000:
+        value &= 0xFFFF
+    return bit_names(value, MOUNT_FLAGS)
+UMOUNT_FLAGS = (("MNT_FORCE", 1), ("MNT_DETACH", 2), ("MNT_EXPIRE", 4), ("UMOUNT_NOFOLLOW", 8))
+NS_TYPES = (  # CLONE_NEW* bits -> short namespace names
+    ("time", 0x80), ("mnt", 0x20000), ("cgroup", 0x02000000), ("uts", 0x04000000),
+    ("ipc", 0x08000000), ("user", 0x10000000), ("pid", 0x20000000), ("net", 0x40000000),
+)
+UNSHARE_OTHER = (("files", 0x400), ("fs", 0x200), ("sysvsem", 0x40000))
+MEMFD_FLAGS = (("MFD_CLOEXEC", 1), ("MFD_ALLOW_SEALING", 2), ("MFD_HUGETLB", 4),
+               ("MFD_NOEXEC_SEAL", 8), ("MFD_EXEC", 0x10))
+
+PTRACE_REQUESTS = {
+    0: "PTRACE_TRACEME", 1: "PTRACE_PEEKTEXT", 2: "PTRACE_PEEKDATA", 3: "PTRACE_PEEKUSER",
+    4: "PTRACE_POKETEXT", 5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSER", 7: "PTRACE_CONT",
+    8: "PTRACE_KILL", 9: "PTRACE_SINGLESTEP", 12: "PTRACE_GETREGS", 13: "PTRACE_SETREGS",
+    14: "PTRACE_GETFPREGS", 15: "PTRACE_SETFPREGS", 16: "PTRACE_ATTACH",
+    17: "PTRACE_DETACH", 24: "PTRACE_SYSCALL", 0x4200: "PTRACE_SETOPTIONS",
+    0x4201: "PTRACE_GETEVENTMSG", 0x4202: "PTRACE_GETSIGINFO", 0x4203: "PTRACE_SETSIGINFO",
+    0x4204: "PTRACE_GETREGSET", 0x4205: "PTRACE_SETREGSET", 0x4206: "PTRACE_SEIZE",
+    0x4207: "PTRACE_INTERRUPT", 0x4208: "PTRACE_LISTEN",
+}
+
+FAMILIES = {socket.AF_UNIX: "unix", socket.AF_INET: "inet", socket.AF_INET6: "inet6",
+            16: "netlink", 17: "packet", 0: ""}
+SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 0: ""}
+PROTOCOLS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp", 136: "udplite",
+             255: "raw", 0: ""}
+
+FS_MAGIC = {
+    0x794C7630: "overlay", 0xEF53: "ext4", 0x01021994: "tmpfs", 0x9123683E: "btrfs",
+    0x58465342: "xfs", 0x6969: "nfs", 0x73717368: "squashfs", 0x858458F6: "ramfs",
+    0x958458F6: "hugetlbfs", 0x9FA0: "proc", 0x62656572: "sysfs", 0x1CD1: "devpts",
+    0x65735546: "fuse", 0x4D44: "vfat", 0x2FC12FC1: "zfs", 0x28CD3D45: "cramfs",
+    0xF2F52010: "f2fs", 0x01021997: "9p", 0x5346544E: "ntfs", 0xCAFE4A11: "bpf",
+    0x42494E4D: "binfmt_misc", 0x27E0EB: "cgroup", 0x63677270: "cgroup2",
+    0xFF534D42: "cifs", 0x24051905: "ubifs", 0x3153464A: "jfs", 0x52654973: "reiserfs",
+    0x9660: "iso9660", 0xABBA1974: "xenfs", 0x6E736673: "nsfs", 0x2BAD1DEA: "inotifyfs",
+}
+
+_S_IFMT, _S_IFSOCK, _S_IFLNK, _S_IFREG, _S_IFBLK, _S_IFDIR, _S_IFCHR, _S_IFIFO = (
+    0o170000, 0o140000, 0o120000, 0o100000, 0o060000, 0o040000, 0o020000, 0o010000)
+_TTY_MAJORS = {4, 5, *range(136, 144)}
+
+
+def fd_kind(mode: int, rdev: int) -> str:
+    """What a process's stdin/stdout/stderr is: tty, pipe, socket, file, chardev, dir…"""
+    fmt = mode & _S_IFMT
+    if fmt == 0:
+        return "none"
+    if fmt == _S_IFCHR:
+        return "tty" if (rdev >> 20) in _TTY_MAJORS else "chardev"
+    return {_S_IFIFO: "pipe", _S_IFSOCK: "socket", _S_IFREG: "file", _S_IFDIR: "dir",
+            _S_IFBLK: "blockdev", _S_IFLNK: "symlink"}.get(fmt, "other")
+
+
+def user_dev(kdev: int) -> int:
+    """A kernel dev_t (major << 20 | minor) as stat(2) reports it."""
+    return os.makedev(kdev >> 20, kdev & 0xFFFFF)
+
+
+def errno_name(ret: int) -> str | None:
+    if ret >= 0 or ret < -4095:
+        return None
+    return errno.errorcode.get(-ret, f"E{-ret}")

@@ -1,0 +1,202 @@
+"""Load the eBPF programs, keep the in-kernel filter current, read the ring buffer in
+batches, and decode what it holds.
+
+    sensor = Sensor(families=("process", "file"), ring_bytes=16 << 20)
+    sensor.start()                       # compile with BTF offsets, attach, ~1-3 s
+    sensor.watch_cgroup(cgroup_id)        # that cgroup and everything below it
+    events = sensor.poll()                # consume what the kernel wrote, decoded
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import decoder, layout
+from .btf import BTF, BTF_PATH, BTFError, kernel_offsets
+
+log = logging.getLogger("mamori.sensor")
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+TRACING = Path("/sys/kernel/tracing")
+FAMILY_SOURCES = {"process": "process.c", "file": "file.c", "net": "net.c", "priv": "priv.c"}
+
+# Syscall tracepoints that some kernels lack; each is compiled only where it exists.
+OPTIONAL_TRACEPOINTS = {
+    "sys_enter_openat2": "no tracepoint (kernel older than 5.6)",
+    "sys_enter_fchmodat2": "no tracepoint (kernel older than 6.6)",
+    "sys_enter_init_module": "no tracepoint (kernel built without module support)",
+    "sys_enter_finit_module": "no tracepoint (kernel built without module support)",
+}
+
+
+class SensorError(Exception):
+    """The sensor cannot start; the message says what is missing."""
+
+
+@dataclass
+class SensorStats:
+    received: Counter = field(default_factory=Counter)    # per kind, decoded
+    malformed: Counter = field(default_factory=Counter)   # per reason
+
+
+def ring_pages(ring_bytes: int) -> int:
+    """Ring size in pages: a power of two, at least one page."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = max(1, ring_bytes // page)
+    return 1 << (pages - 1).bit_length()
+
+
+def tracepoint_exists(category: str, name: str) -> bool:
+    return (TRACING / "events" / category / name).is_dir()
+
+
+class Sensor:
+    def __init__(self, families=tuple(FAMILY_SOURCES), ring_bytes: int = 16 << 20,
+                 all_processes: bool = False, btf_path: str = BTF_PATH):
+        unknown = set(families) - set(FAMILY_SOURCES)
+        if unknown:
+            raise SensorError(f"unknown probe families: {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(FAMILY_SOURCES)})")
+        self.families = tuple(f for f in FAMILY_SOURCES if f in families)
+        self.ring_pages = ring_pages(ring_bytes)
+        self.all_processes = all_processes
+        self.btf_path = btf_path
+        self.unavailable: dict[str, str] = {}   # syscall -> why it is not traced
+        self.stats = SensorStats()
+        self._bpf = None
+        self._raw: list[bytes] = []
+        self._watched: set[int] = set()
+        self._generation = 0
+
+    # -- start -------------------------------------------------------------------------
+    def cflags(self) -> list[str]:
+        """-D constants: BTF offsets of this kernel, ring size, optional tracepoints."""
+        if not os.path.exists(self.btf_path):
+            raise SensorError(
+                f"{self.btf_path} not found: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF=y "
+                "is required). Mamori reads kernel struct offsets from BTF and will not "
+                "guess them from headers")
+        try:
+            offsets = kernel_offsets(BTF.load(self.btf_path))
+        except BTFError as e:
+            raise SensorError(f"kernel BTF: {e}") from None
+        flags = [f"-I{BPF_DIR}", f"-DRING_PAGES={self.ring_pages}"]
+        flags += [f"-D{k}={v}" for k, v in offsets.items()]
+        for tp, why in OPTIONAL_TRACEPOINTS.items():
+            if tracepoint_exists("syscalls", tp):
+                flags.append(f"-DHAVE_{tp}")
+            else:
+                self.unavailable[tp[len("sys_enter_"):]] = why
+        return flags
+
+    def source(self) -> str:
+        """bpf/common.h and the selected bpf/*.c files, joined into one text: bcc rewrites
+        map calls (`m.lookup()`) and generates TRACEPOINT_PROBE argument structs only in
+        its main text, not in #included files. Each file's own `#include "common.h"` is
+        then a no-op thanks to the include guard."""
+        parts = ["common.h", *(FAMILY_SOURCES[f] for f in self.families)]
+        return "".join(f'#line 1 "{p}"\n' + (BPF_DIR / p).read_text() for p in parts)
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise SensorError("loading eBPF programs needs root (CAP_BPF, CAP_PERFMON)")
+        if not tracepoint_exists("syscalls", "sys_enter_openat"):
+            raise SensorError(f"no syscall tracepoints under {TRACING}: mount tracefs there "
+                              "(mount -t tracefs tracefs /sys/kernel/tracing) and make sure "
+                              "the kernel has CONFIG_FTRACE_SYSCALLS")
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise SensorError("the bcc Python module is missing: install Debian's "
+                              "python3-bpfcc (scripts/setup.sh does)") from None
+        cflags = self.cflags()
+        try:
+            self._bpf = BPF(text=self.source().encode(), cflags=cflags)
+        except Exception as e:  # bcc raises plain Exception on compile or load failure
+            raise SensorError(f"loading the probes failed: {e}") from None
+        self._write_config()
+        self._bpf[b"events"].open_ring_buffer(self._on_record)
+
+    def _on_record(self, _ctx, data, size):
+        self._raw.append(ctypes.string_at(data, size))
+
+    def _write_config(self) -> None:
+        cfg = self._bpf[b"config"]
+        leaf = cfg.Leaf()
+        leaf.all_processes = 1 if self.all_processes else 0
+        leaf.generation = self._generation
+        leaf.self_tgid = os.getpid()
+        cfg[ctypes.c_int(0)] = leaf
+
+    # -- the watched set ---------------------------------------------------------------
+    def watch_cgroup(self, cgroup_id: int) -> None:
+        """Watch the processes of a cgroup and of every cgroup below it."""
+        self._bpf[b"watched_cgroups"][ctypes.c_uint64(cgroup_id)] = ctypes.c_uint8(1)
+        self._watched.add(cgroup_id)
+        self._bump()
+
+    def unwatch_cgroup(self, cgroup_id: int) -> None:
+        try:
+            del self._bpf[b"watched_cgroups"][ctypes.c_uint64(cgroup_id)]
+        except KeyError:
+            pass
+        self._watched.discard(cgroup_id)
+        self._bump()
+
+    def watched(self) -> set[int]:
+        return set(self._watched)
+
+    def set_all_processes(self, on: bool) -> None:
+        self.all_processes = on
+        self._bump()
+
+    def _bump(self) -> None:
+        """Invalidate the kernel's per-cgroup verdict cache."""
+        self._generation = (self._generation + 1) & 0xFFFFFFFF
+        self._write_config()
+
+    # -- reading -----------------------------------------------------------------------
+    def poll(self) -> list:
+        """Consume every record in the ring now (no waiting), decode, return the events.
+        Malformed records are counted in stats.malformed and skipped."""
+        self._bpf.ring_buffer_consume()
+        raw, self._raw = self._raw, []
+        out = []
+        dec = decoder.decode
+        for r in raw:
+            try:
+                ev = dec(r)
+            except decoder.MalformedEvent as e:
+                self.stats.malformed[str(e).split(" record")[0]] += 1
+                continue
+            out.append(ev)
+        for ev in out:
+            self.stats.received[ev.kind] += 1
+        return out
+
+    def poll_raw(self) -> list[bytes]:
+        """Consume the ring and return the records undecoded (for a decoder elsewhere)."""
+        self._bpf.ring_buffer_consume()
+        raw, self._raw = self._raw, []
+        return raw
+
+    def drops(self) -> dict[str, int]:
+        """Events the kernel could not send (ring full, in-flight table full), per kind."""
+        out = {}
+        table = self._bpf[b"drop_counts"]
+        for kind, kid in layout.KIND_ID.items():
+            n = sum(table[ctypes.c_int(kid)])
+            if n:
+                out[kind] = n
+        return out
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+

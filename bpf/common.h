@@ -1,0 +1,163 @@
+/* Shared by every probe family: maps, the in-kernel cgroup filter, the event header.
+ *
+ * Kernel structs are never dereferenced through the headers (they may be for another
+ * kernel). Every offset (TASK_REAL_PARENT, INODE_INO, ...) is a -D constant computed at
+ * start from /sys/kernel/btf/vmlinux by agent/sensor/btf.py, and read with the macros below.
+ */
+#ifndef MAMORI_COMMON_H
+#define MAMORI_COMMON_H
+
+#include <uapi/linux/ptrace.h>
+#include "events.h"
+
+#define READ_PTR(base, off) ({ u64 __v = 0; \
+    bpf_probe_read_kernel(&__v, sizeof(__v), (void *)(base) + (off)); (void *)__v; })
+#define READ_U64(base, off) ({ u64 __v = 0; \
+    bpf_probe_read_kernel(&__v, sizeof(__v), (void *)(base) + (off)); __v; })
+#define READ_U32(base, off) ({ u32 __v = 0; \
+    bpf_probe_read_kernel(&__v, sizeof(__v), (void *)(base) + (off)); __v; })
+#define READ_U16(base, off) ({ u16 __v = 0; \
+    bpf_probe_read_kernel(&__v, sizeof(__v), (void *)(base) + (off)); __v; })
+
+#define S_IFMT_ 0170000
+#define S_IFSOCK_ 0140000
+#define SIGNAL_GROUP_EXIT_ 0x4
+#define MAX_CGROUP_LEVEL 16
+
+/* One ring buffer for every event, consumed in batches (BPF_RB_NO_WAKEUP). */
+BPF_RINGBUF_OUTPUT(events, RING_PAGES);
+
+/* Reserve failures (ring full) and in-flight table overflows, per event kind. */
+BPF_PERCPU_ARRAY(drop_counts, u64, EV_MAX);
+
+struct mamori_config {
+    u32 all_processes;  /* 1: every process on the host is watched */
+    u32 generation;     /* bumped by user space whenever watched_cgroups changes */
+    u32 self_tgid;      /* the agent itself: never watched */
+    u32 pad;
+};
+BPF_ARRAY(config, struct mamori_config, 1);
+
+/* cgroup ids (cgroup2 inode numbers) whose processes, and whose descendants' processes,
+ * are watched. Filled by user space. */
+BPF_HASH(watched_cgroups, u64, u8, 65536);
+
+/* Per-cgroup verdict cache so that the common case (a process outside every watched
+ * cgroup) costs one lookup, not a walk of its ancestors. Valid while gen matches. */
+struct verdict {
+    u32 generation;
+    u32 watched;
+};
+BPF_TABLE("lru_hash", u64, struct verdict, verdicts, 16384);
+
+/* Syscall arguments kept from sys_enter to sys_exit, per thread. */
+struct inflight {
+    u64 a[5];
+    u32 sys;
+    u32 kind;
+};
+BPF_HASH(inflight, u32, struct inflight, 32768);
+
+static __always_inline void count_drop(u32 kind)
+{
+    u64 *n = drop_counts.lookup(&kind);
+    if (n)
+        *n += 1;
+}
+
+static __always_inline int is_watched(void)
+{
+    int zero = 0;
+    struct mamori_config *c = config.lookup(&zero);
+    if (!c)
+        return 0;
+    u64 cg = bpf_get_current_cgroup_id();
+    u32 w = 0;
+    if (c->all_processes) {
+        w = 1;
+    } else {
+        struct verdict *v = verdicts.lookup(&cg);
+        if (v && v->generation == c->generation) {
+            w = v->watched;
+        } else {
+            if (watched_cgroups.lookup(&cg)) {
+                w = 1;
+            } else {
+                for (int lvl = 0; lvl < MAX_CGROUP_LEVEL; lvl++) {
+                    u64 a = bpf_get_current_ancestor_cgroup_id(lvl);
+                    if (a == 0 || a == cg)
+                        break;
+                    if (watched_cgroups.lookup(&a)) {
+                        w = 1;
+                        break;
+                    }
+                }
+            }
+            struct verdict nv = {.generation = c->generation, .watched = w};
+            verdicts.update(&cg, &nv);
+        }
+    }
+    if (w && (bpf_get_current_pid_tgid() >> 32) == c->self_tgid)
+        return 0;
+    return w;
+}
+
+static __always_inline void fill_hdr(struct event_hdr *h, u32 kind)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u64 uid_gid = bpf_get_current_uid_gid();
+    void *task = (void *)bpf_get_current_task();
+
+    h->ts_ns = bpf_ktime_get_ns();
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    h->kind = kind;
+    h->pid = pid_tgid >> 32;
+    h->tid = (u32)pid_tgid;
+    h->uid = (u32)uid_gid;
+    h->gid = uid_gid >> 32;
+    h->flags = 0;
+
+    void *parent = READ_PTR(task, TASK_REAL_PARENT);
+    h->ppid = READ_U32(parent, TASK_TGID);
+
+    void *nsproxy = READ_PTR(task, TASK_NSPROXY);
+    void *mntns = READ_PTR(nsproxy, NSPROXY_MNT_NS);
+    h->mntns = mntns ? READ_U32(mntns, MNTNS_INUM) : 0;
+
+    /* pid as seen in the process's own pid namespace: the group leader's number at the
+     * deepest level of its struct pid. */
+    void *leader = READ_PTR(task, TASK_GROUP_LEADER);
+    void *pid = READ_PTR(leader, TASK_THREAD_PID);
+    u32 level = READ_U32(pid, PID_LEVEL) & 31;
+    void *upid = pid + PID_NUMBERS + level * UPID_SIZE;
+    h->vpid = READ_U32(upid, UPID_NR);
+    void *pidns = READ_PTR(upid, UPID_NS);
+    h->pidns = pidns ? READ_U32(pidns, PIDNS_INUM) : 0;
+
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Keep a syscall's arguments until its exit. */
+static __always_inline void stash(u32 kind, u32 sys, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct inflight v = {.a = {a0, a1, a2, a3, a4}, .sys = sys, .kind = kind};
+    if (inflight.update(&tid, &v) != 0)
+        count_drop(kind);
+}
+
+/* The struct file behind fd of the current task, or NULL. */
+static __always_inline void *file_of_fd(void *task, s64 fd)
+{
+    void *files = READ_PTR(task, TASK_FILES);
+    if (!files)
+        return 0;
+    void *fdt = READ_PTR(files, FILES_FDT);
+    u32 max = READ_U32(fdt, FDT_MAX_FDS);
+    if (fd < 0 || fd >= max)
+        return 0;
+    void *fdarr = READ_PTR(fdt, FDT_FD);
+    return READ_PTR(fdarr, (fd & 0xffffff) * 8);
+}
+
+#endif

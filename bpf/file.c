@@ -1,0 +1,163 @@
+/* File family: open/openat/openat2/creat, unlink/unlinkat, rename/renameat/renameat2,
+ * chmod/fchmod/fchmodat(2). Arguments are kept at sys_enter, the event is sent at sys_exit
+ * with the result, so a failed call is reported as failed. Paths are read at exit from the
+ * caller's memory (as strace and opensnoop do). */
+#include "common.h"
+
+/* stash slots: a0 = path, a1 = flags, a2 = mode, a3 = dirfd or fd, a4 = second path */
+
+#define FILE_ENTER(kind, sys, path, flags, mode, fd, path2) \
+    do { if (is_watched()) stash(kind, sys, (u64)(path), (u64)(flags), (u64)(mode), \
+                                 (u64)(s64)(fd), (u64)(path2)); } while (0)
+
+static __always_inline int file_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct inflight *in = inflight.lookup(&tid);
+    if (!in)
+        return 0;
+    u32 kind = in->kind;
+    if (kind == EV_RENAME) {
+        struct rename_event *r = events.ringbuf_reserve(sizeof(struct rename_event));
+        if (!r) {
+            count_drop(kind);
+            goto out;
+        }
+        fill_hdr(&r->hdr, kind);
+        r->ret = ret;
+        r->sys = in->sys;
+        r->flags = in->a[1];
+        r->olddirfd = (s32)in->a[3];
+        r->newdirfd = (s32)in->a[2];
+        if (bpf_probe_read_user_str(r->path, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
+            r->hdr.flags |= F_TRUNC_PATH;
+        if (bpf_probe_read_user_str(r->new_path, PATH_LEN, (void *)in->a[4]) == PATH_LEN)
+            r->hdr.flags |= F_TRUNC_PATH2;
+        events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+    } else if (kind == EV_OPEN || kind == EV_UNLINK || kind == EV_CHMOD) {
+        struct file_event *e = events.ringbuf_reserve(sizeof(struct file_event));
+        if (!e) {
+            count_drop(kind);
+            goto out;
+        }
+        fill_hdr(&e->hdr, kind);
+        e->ret = ret;
+        e->sys = in->sys;
+        e->flags = in->a[1];
+        e->mode = in->a[2];
+        e->fd = (s32)in->a[3];
+        e->path[0] = 0;
+        if (in->a[0] &&
+            bpf_probe_read_user_str(e->path, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
+            e->hdr.flags |= F_TRUNC_PATH;
+        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    }
+out:
+    inflight.delete(&tid);
+    return 0;
+}
+
+#define AT_FDCWD_ -100
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+    FILE_ENTER(EV_OPEN, SYS_OPEN, args->filename, args->flags, args->mode, AT_FDCWD_, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+    FILE_ENTER(EV_OPEN, SYS_OPENAT, args->filename, args->flags, args->mode, args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return file_exit(args->ret); }
+
+#ifdef HAVE_sys_enter_openat2
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+    if (!is_watched())
+        return 0;
+    u64 how[2] = {};  /* struct open_how: u64 flags, u64 mode, u64 resolve */
+    bpf_probe_read_user(how, sizeof(how), args->how);
+    stash(EV_OPEN, SYS_OPENAT2, (u64)args->filename, how[0], how[1], (s64)args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return file_exit(args->ret); }
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+{
+    /* creat(p, m) is open(p, O_CREAT|O_WRONLY|O_TRUNC, m) */
+    FILE_ENTER(EV_OPEN, SYS_CREAT, args->pathname, 01101, args->mode, AT_FDCWD_, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
+{
+    FILE_ENTER(EV_UNLINK, SYS_UNLINK, args->pathname, 0, 0, AT_FDCWD_, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
+{
+    FILE_ENTER(EV_UNLINK, SYS_UNLINKAT, args->pathname, args->flag, 0, args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return file_exit(args->ret); }
+
+/* rename slots: a0 = old path, a1 = flags, a2 = new dirfd, a3 = old dirfd, a4 = new path */
+TRACEPOINT_PROBE(syscalls, sys_enter_rename)
+{
+    FILE_ENTER(EV_RENAME, SYS_RENAME, args->oldname, 0, AT_FDCWD_, AT_FDCWD_, args->newname);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
+{
+    FILE_ENTER(EV_RENAME, SYS_RENAMEAT, args->oldname, 0, (s64)args->newdfd, args->olddfd,
+               args->newname);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
+{
+    FILE_ENTER(EV_RENAME, SYS_RENAMEAT2, args->oldname, args->flags, (s64)args->newdfd,
+               args->olddfd, args->newname);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
+{
+    FILE_ENTER(EV_CHMOD, SYS_CHMOD, args->filename, 0, args->mode, AT_FDCWD_, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
+{
+    FILE_ENTER(EV_CHMOD, SYS_FCHMOD, 0, 0, args->mode, (s32)args->fd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+{
+    FILE_ENTER(EV_CHMOD, SYS_FCHMODAT, args->filename, 0, args->mode, args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return file_exit(args->ret); }
+
+#ifdef HAVE_sys_enter_fchmodat2
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
+{
+    FILE_ENTER(EV_CHMOD, SYS_FCHMODAT2, args->filename, args->flags, args->mode, args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return file_exit(args->ret); }
+#endif

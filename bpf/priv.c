@@ -1,0 +1,173 @@
+/* Privilege and escape family: ptrace, mount/umount, unshare, setns, the setuid and setgid
+ * families, memfd_create, init_module/finit_module. Sent at sys_exit with the result. */
+#include "common.h"
+
+/* stash slots: a0..a3 = the syscall's arguments in order; string arguments are kept as
+ * pointers and read at exit. */
+#define PRIV_ENTER(kind, sys, a0, a1, a2, a3) \
+    do { if (is_watched()) stash(kind, sys, (u64)(a0), (u64)(a1), (u64)(a2), (u64)(a3), 0); } \
+    while (0)
+
+static __always_inline int priv_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct inflight *in = inflight.lookup(&tid);
+    if (!in)
+        return 0;
+    u32 kind = in->kind;
+    if (kind < EV_PTRACE || kind > EV_MODULE)
+        goto out;
+    struct priv_event *e = events.ringbuf_reserve(sizeof(struct priv_event));
+    if (!e) {
+        count_drop(kind);
+        goto out;
+    }
+    fill_hdr(&e->hdr, kind);
+    e->ret = ret;
+    e->sys = in->sys;
+    e->pad = 0;
+    e->arg0 = in->a[0];
+    e->arg1 = in->a[1];
+    e->arg2 = in->a[2];
+    e->arg3 = in->a[3];
+    e->str1[0] = 0;
+    e->str2[0] = 0;
+    e->str3[0] = 0;
+    u32 sys = in->sys;
+    if (sys == SYS_MOUNT) {
+        /* a0 = source, a1 = target, a2 = fstype, a3 = flags */
+        if (bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[1]) == PATH_LEN)
+            e->hdr.flags |= F_TRUNC_PATH;
+        if (bpf_probe_read_user_str(e->str2, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
+            e->hdr.flags |= F_TRUNC_PATH2;
+        bpf_probe_read_user_str(e->str3, SHORT_STR, (void *)in->a[2]);
+    } else if (sys == SYS_UMOUNT2) {
+        if (bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
+            e->hdr.flags |= F_TRUNC_PATH;
+    } else if (sys == SYS_MEMFD_CREATE) {
+        bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[0]);
+    } else if (sys == SYS_INIT_MODULE) {
+        bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[2]);
+    } else if (sys == SYS_FINIT_MODULE) {
+        bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[1]);
+    }
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+out:
+    inflight.delete(&tid);
+    return 0;
+}
+
+#define PRIV_EXIT(name) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return priv_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_ptrace)
+{
+    PRIV_ENTER(EV_PTRACE, SYS_PTRACE, args->request, args->pid, args->addr, args->data);
+    return 0;
+}
+PRIV_EXIT(ptrace)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mount)
+{
+    PRIV_ENTER(EV_MOUNT, SYS_MOUNT, args->dev_name, args->dir_name, args->type, args->flags);
+    return 0;
+}
+PRIV_EXIT(mount)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_umount)
+{
+    PRIV_ENTER(EV_UMOUNT, SYS_UMOUNT2, args->name, args->flags, 0, 0);
+    return 0;
+}
+PRIV_EXIT(umount)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unshare)
+{
+    PRIV_ENTER(EV_UNSHARE, SYS_UNSHARE, args->unshare_flags, 0, 0, 0);
+    return 0;
+}
+PRIV_EXIT(unshare)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setns)
+{
+    PRIV_ENTER(EV_SETNS, SYS_SETNS, args->fd, args->flags, 0, 0);
+    return 0;
+}
+PRIV_EXIT(setns)
+
+/* slots: ruid, euid, suid, fsuid; an id the call does not set is -1. setuid(u) always sets
+ * the effective id (and, for root, the real and saved ones too): reported as euid. */
+TRACEPOINT_PROBE(syscalls, sys_enter_setuid)
+{
+    PRIV_ENTER(EV_SETUID, SYS_SETUID, (u32)-1, (u32)args->uid, (u32)-1, 0);
+    return 0;
+}
+PRIV_EXIT(setuid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setreuid)
+{
+    PRIV_ENTER(EV_SETUID, SYS_SETREUID, (u32)args->ruid, (u32)args->euid, (u32)-1, 0);
+    return 0;
+}
+PRIV_EXIT(setreuid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setresuid)
+{
+    PRIV_ENTER(EV_SETUID, SYS_SETRESUID, (u32)args->ruid, (u32)args->euid, (u32)args->suid, 0);
+    return 0;
+}
+PRIV_EXIT(setresuid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setfsuid)
+{
+    PRIV_ENTER(EV_SETUID, SYS_SETFSUID, (u32)-1, (u32)-1, (u32)-1, (u32)args->uid);
+    return 0;
+}
+PRIV_EXIT(setfsuid)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setgid)
+{
+    PRIV_ENTER(EV_SETGID, SYS_SETGID, (u32)-1, (u32)args->gid, (u32)-1, 0);
+    return 0;
+}
+PRIV_EXIT(setgid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setregid)
+{
+    PRIV_ENTER(EV_SETGID, SYS_SETREGID, (u32)args->rgid, (u32)args->egid, (u32)-1, 0);
+    return 0;
+}
+PRIV_EXIT(setregid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setresgid)
+{
+    PRIV_ENTER(EV_SETGID, SYS_SETRESGID, (u32)args->rgid, (u32)args->egid, (u32)args->sgid, 0);
+    return 0;
+}
+PRIV_EXIT(setresgid)
+TRACEPOINT_PROBE(syscalls, sys_enter_setfsgid)
+{
+    PRIV_ENTER(EV_SETGID, SYS_SETFSGID, (u32)-1, (u32)-1, (u32)-1, (u32)args->gid);
+    return 0;
+}
+PRIV_EXIT(setfsgid)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create)
+{
+    PRIV_ENTER(EV_MEMFD, SYS_MEMFD_CREATE, args->uname, args->flags, 0, 0);
+    return 0;
+}
+PRIV_EXIT(memfd_create)
+
+#ifdef HAVE_sys_enter_init_module
+TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
+{
+    PRIV_ENTER(EV_MODULE, SYS_INIT_MODULE, args->umod, args->len, args->uargs, 0);
+    return 0;
+}
+PRIV_EXIT(init_module)
+#endif
+
+#ifdef HAVE_sys_enter_finit_module
+TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
+{
+    PRIV_ENTER(EV_MODULE, SYS_FINIT_MODULE, args->fd, args->uargs, args->flags, 0);
+    return 0;
+}
+PRIV_EXIT(finit_module)
+#endif

@@ -1,0 +1,154 @@
+/* Process family: exec (the real binary from bprm->file), fork, exit. */
+#include "common.h"
+
+/* The kind of file behind one of the new program's fds 0..2 (mode and rdev; 0 if closed). */
+static __always_inline void fd_identity(void *task, int fd, u32 *mode, u32 *rdev)
+{
+    void *file = file_of_fd(task, fd);
+    if (!file) {
+        *mode = 0;
+        *rdev = 0;
+        return;
+    }
+    void *inode = READ_PTR(file, FILE_INODE);
+    *mode = READ_U16(inode, INODE_MODE);
+    *rdev = READ_U32(inode, INODE_RDEV);
+}
+
+/* Walk the executable's dentries up to the root of its mount namespace, crossing mounts,
+ * and store the names leaf first. The path is the one the process's own namespace sees:
+ * for a container, the path inside the container. Slot i is written in iteration i (a
+ * mount crossing leaves its slot empty): indexing by the loop counter keeps the verifier's
+ * work linear in PATH_DEPTH. */
+static __always_inline void exe_path(struct exec_event *e, void *file)
+{
+    void *dentry = READ_PTR(file, FILE_PATH_DENTRY);
+    void *vfsmnt = READ_PTR(file, FILE_PATH_MNT);
+    void *mnt = vfsmnt - MOUNT_MNT;
+    void *mnt_root = READ_PTR(vfsmnt, VFSMOUNT_ROOT);
+    int i;
+
+    for (i = 0; i < PATH_DEPTH; i++) {
+        if (dentry == mnt_root) {
+            void *parent_mnt = READ_PTR(mnt, MOUNT_PARENT);
+            if (!parent_mnt || parent_mnt == mnt)
+                break;
+            dentry = READ_PTR(mnt, MOUNT_MOUNTPOINT);
+            mnt = parent_mnt;
+            mnt_root = READ_PTR(mnt + MOUNT_MNT, VFSMOUNT_ROOT);
+            e->comps[i][0] = 0;
+            continue;
+        }
+        void *name = READ_PTR(dentry, DENTRY_NAME_PTR);
+        bpf_probe_read_kernel_str(e->comps[i], NAME_LEN, name);
+        void *parent = READ_PTR(dentry, DENTRY_PARENT);
+        if (!parent || parent == dentry) {
+            /* a pseudo file (memfd, anonymous) or a detached tree: no path to the root */
+            e->hdr.flags |= F_EXE_UNREACHABLE;
+            i++;
+            break;
+        }
+        dentry = parent;
+    }
+    if (i == PATH_DEPTH)
+        e->hdr.flags |= F_TRUNC_PATH;
+    e->depth = i;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    if (!is_watched())
+        return 0;
+    struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
+    if (!e) {
+        count_drop(EV_EXEC);
+        return 0;
+    }
+    fill_hdr(&e->hdr, EV_EXEC);
+    void *task = (void *)bpf_get_current_task();
+    void *bprm = (void *)ctx->args[2];
+
+    void *file = READ_PTR(bprm, BPRM_FILE);
+    void *inode = READ_PTR(file, FILE_INODE);
+    e->ino = READ_U64(inode, INODE_INO);
+    e->mode = READ_U16(inode, INODE_MODE);
+    e->nlink = READ_U32(inode, INODE_NLINK);
+    void *sb = READ_PTR(inode, INODE_SB);
+    e->dev = READ_U32(sb, SB_DEV);
+    e->fs_magic = (u32)READ_U64(sb, SB_MAGIC);
+
+    void *filename = READ_PTR(bprm, BPRM_FILENAME);
+    if (bpf_probe_read_kernel_str(e->filename, PATH_LEN, filename) < 0)
+        e->filename[0] = 0;
+
+    exe_path(e, file);
+
+    fd_identity(task, 0, &e->fd_mode[0], &e->fd_rdev[0]);
+    fd_identity(task, 1, &e->fd_mode[1], &e->fd_rdev[1]);
+    fd_identity(task, 2, &e->fd_mode[2], &e->fd_rdev[2]);
+
+    /* argv as the new program sees it: NUL-separated on its stack, arg_start..arg_end. */
+    void *mm = READ_PTR(task, TASK_MM);
+    u64 start = READ_U64(mm, MM_ARG_START);
+    u64 end = READ_U64(mm, MM_ARG_END);
+    u64 len = end > start ? end - start : 0;
+    if (len > ARGS_LEN) {
+        len = ARGS_LEN;
+        e->hdr.flags |= F_TRUNC_ARGS;
+    }
+    if (len > 0 && bpf_probe_read_user(e->args, len & (2 * ARGS_LEN - 1), (void *)start) < 0)
+        len = 0;
+    e->args_len = len;
+
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    /* args: parent task, child task. Threads (CLONE_THREAD) are not new processes. */
+    void *child = (void *)ctx->args[1];
+    u32 child_tid = READ_U32(child, TASK_PID);
+    u32 child_tgid = READ_U32(child, TASK_TGID);
+    if (child_tid != child_tgid)
+        return 0;
+    if (!is_watched())
+        return 0;
+    struct fork_event *e = events.ringbuf_reserve(sizeof(struct fork_event));
+    if (!e) {
+        count_drop(EV_FORK);
+        return 0;
+    }
+    fill_hdr(&e->hdr, EV_FORK);
+    e->child_pid = child_tgid;
+    e->child_tid = child_tid;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    /* Report the process, not each thread: only when its last thread exits. */
+    void *task = (void *)bpf_get_current_task();
+    void *signal = READ_PTR(task, TASK_SIGNAL);
+    int live = 0;
+    bpf_probe_read_kernel(&live, sizeof(live), signal + SIGNAL_LIVE);
+    if (live != 0)
+        return 0;
+    if (!is_watched())
+        return 0;
+    struct exit_event *e = events.ringbuf_reserve(sizeof(struct exit_event));
+    if (!e) {
+        count_drop(EV_EXIT);
+        return 0;
+    }
+    fill_hdr(&e->hdr, EV_EXIT);
+    u32 code = READ_U32(task, TASK_EXIT_CODE);
+    u32 sflags = READ_U32(signal, SIGNAL_FLAGS);
+    if (sflags & SIGNAL_GROUP_EXIT_)
+        code = READ_U32(signal, SIGNAL_GROUP_EXIT_CODE);
+    e->code = code;
+    e->threads = READ_U32(signal, SIGNAL_NR_THREADS);
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}

@@ -1,0 +1,105 @@
+"""Decoding records built byte by byte to the layout, including broken ones."""
+import struct
+
+import pytest
+
+from agent.sensor import decoder, layout, names
+
+
+def _record(kind, **body):
+    sname = layout.STRUCT_OF_KIND[kind]
+    buf = bytearray(layout.sizeof(sname))
+    hdr = layout.HEADER_STRUCT
+    hdr.pack_into(buf, 0, 123, 77, layout.KIND_ID[kind], 10, 11, 1, 1000, 1000, 5, 6, 2, 0,
+                  b"comm\xff")
+    offs = layout.offsets(sname)
+    for name, (fmt, value) in body.items():
+        struct.pack_into("<" + fmt, buf, offs[name], value)
+    return bytes(buf)
+
+
+def test_header_fields():
+    ev = decoder.decode(_record("fork", child_pid=(("I", 99))))
+    assert (ev.kind, ev.ts, ev.cgroup_id, ev.pid, ev.tid, ev.ppid, ev.uid, ev.gid) == (
+        "fork", 123, 77, 10, 11, 1, 1000, 1000)
+    assert (ev.pidns, ev.mntns, ev.vpid, ev.comm, ev.child_pid) == (5, 6, 2, "comm\\xff", 99)
+
+
+@pytest.mark.parametrize("status,code,sig,core", [
+    (0, 0, 0, False), (7 << 8, 7, 0, False), (9, None, 9, False), (0x80 | 11, None, 11, True)])
+def test_exit_status(status, code, sig, core):
+    ev = decoder.decode(_record("exit", code=("I", status)))
+    assert (ev.code, ev.signal, ev.core_dumped) == (code, sig, core)
+
+
+def test_exec_path_args_and_flags():
+    comps = bytearray(layout.PATH_DEPTH * layout.NAME_LEN)
+    for i, name in enumerate([b"sh", b"", b"bin", b"usr"]):   # leaf first; "" = mount
+        comps[i * layout.NAME_LEN:i * layout.NAME_LEN + len(name)] = name
+    args = b"sh\0-c\0echo \xff\0"
+    rec = bytearray(_record("exec", depth=("I", 4), args_len=("I", len(args)),
+                            dev=("I", (8 << 20) | 1), fs_magic=("I", 0x794C7630)))
+    off = layout.offsets("exec_event")
+    rec[off["comps"]:off["comps"] + len(comps)] = comps
+    rec[off["args"]:off["args"] + len(args)] = args
+    struct.pack_into("<I", rec, off["hdr.flags"], layout.FLAGS["TRUNC_ARGS"])
+    ev = decoder.decode(bytes(rec))
+    assert ev.exe == "/usr/bin/sh"
+    assert ev.args == ("sh", "-c", "echo \\xff")
+    assert ev.args_truncated is True and ev.exe_truncated is False
+    assert (ev.exe_fs, ev.exe_dev) == ("overlay", names.user_dev((8 << 20) | 1))
+    assert (ev.stdin, ev.stdout, ev.stderr) == ("none", "none", "none")
+
+
+def test_short_and_unknown_records_are_malformed():
+    with pytest.raises(decoder.MalformedEvent, match="shorter than the header"):
+        decoder.decode(b"\0" * 8)
+    bad = bytearray(_record("fork"))
+    struct.pack_into("<I", bad, layout.offsets("event_hdr")["kind"], 999)
+    with pytest.raises(decoder.MalformedEvent, match="unknown event kind 999"):
+        decoder.decode(bytes(bad))
+    with pytest.raises(decoder.MalformedEvent, match="exec record of"):
+        decoder.decode(_record("exec")[:200])
+
+
+def test_names():
+    assert names.open_flags(0o1101) == ("O_WRONLY", "O_CREAT", "O_TRUNC")
+    assert names.open_flags(2 | 0o2000000) == ("O_RDWR", "O_CLOEXEC")
+    assert names.errno_name(-13) == "EACCES" and names.errno_name(5) is None
+    assert names.fd_kind(0o020000, 136 << 20) == "tty"
+    assert names.fd_kind(0o020000, (1 << 20) | 3) == "chardev"     # /dev/null
+    assert names.fd_kind(0o010000, 0) == "pipe"
+    assert names.fd_kind(0o140000, 0) == "socket"
+    assert names.mount_flags(0xC0ED0000 | 1) == ("MS_RDONLY",)
+    assert names.bit_names(0x40000000 | 0x20000, names.NS_TYPES) == ("mnt", "net")
+
+
+def test_event_fields_use_the_dotted_vocabulary():
+    ev = decoder.decode(_record("open", ret=("q", -2), sys=("I", layout.SYSCALL_ID["openat"]),
+                                flags=("I", 0o100 | 1), mode=("I", 0o644), fd=("i", -100)))
+    f = ev.fields()
+    assert f == {
+        "event.kind": "open", "event.ts": 123, "proc.pid": 10, "proc.tid": 11, "proc.ppid": 1,
+        "proc.vpid": 2, "proc.uid": 1000, "proc.gid": 1000, "proc.name": "comm\\xff",
+        "proc.cgroup_id": 77, "proc.pidns": 5, "proc.mntns": 6, "event.syscall": "openat",
+        "event.result": -2, "event.error": "ENOENT", "file.path": "", "file.new_path": None,
+        "file.flags": ("O_WRONLY", "O_CREAT"), "file.mode": 0o644, "file.fd": -100,
+        "file.path_truncated": False}
+
+
+def test_every_field_is_documented():
+    import os
+    import re
+    doc = open(os.path.join(os.path.dirname(__file__), "../../docs/fields.md")).read()
+    documented = set(re.findall(r"`([a-z]+\.[a-z_0-9]+)`", doc))
+    seen = set()
+    for kind in layout.KINDS:
+        seen |= set(decoder.decode(_record(kind)).fields())
+    missing = seen - documented
+    assert not missing, f"fields not in docs/fields.md: {sorted(missing)}"
+    # the priv kinds' own fields, decoded with each syscall they cover
+    for sysname in ("setfsuid", "setfsgid", "finit_module", "init_module", "umount2"):
+        kind = {"setfsuid": "setuid", "setfsgid": "setgid", "finit_module": "module",
+                "init_module": "module", "umount2": "umount"}[sysname]
+        f = decoder.decode(_record(kind, sys=("I", layout.SYSCALL_ID[sysname]))).fields()
+        assert set(f) <= documented
