@@ -42,21 +42,26 @@ BPF_ARRAY(config, struct mamori_config, 1);
  * are watched. Filled by user space. */
 BPF_HASH(watched_cgroups, u64, u8, 65536);
 
-/* Per-cgroup verdict cache so that the common case (a process outside every watched
- * cgroup) costs one lookup, not a walk of its ancestors. Valid while gen matches. */
+/* Per-cgroup verdicts, so that a process outside every watched cgroup costs a lookup,
+ * not a walk of its ancestors. An entry is valid while its generation matches. */
 struct verdict {
+    u64 cgroup_id;
     u32 generation;
     u32 watched;
 };
-BPF_TABLE("lru_hash", u64, struct verdict, verdicts, 16384);
+BPF_HASH(verdicts, u64, struct verdict, 16384);
+/* The last verdict on each CPU: syscalls come in runs from one process, so most checks
+ * end here, in an array slot, before any hash lookup. */
+BPF_PERCPU_ARRAY(last_verdict, struct verdict, 1);
 
-/* Syscall arguments kept from sys_enter to sys_exit, per thread. */
+/* Syscall arguments kept from sys_enter to sys_exit, per thread. LRU: an entry whose exit
+ * never came (a thread killed mid-call, a cgroup unwatched mid-call) is evicted in time. */
 struct inflight {
     u64 a[5];
     u32 sys;
     u32 kind;
 };
-BPF_HASH(inflight, u32, struct inflight, 32768);
+BPF_TABLE("lru_hash", u32, struct inflight, inflight, 32768);
 
 static __always_inline void count_drop(u32 kind)
 {
@@ -65,36 +70,53 @@ static __always_inline void count_drop(u32 kind)
         *n += 1;
 }
 
+static __always_inline u32 verdict_of(u64 cg, u32 generation)
+{
+    struct verdict *v = verdicts.lookup(&cg);
+    if (v && v->generation == generation)
+        return v->watched;
+    u32 w = 0;
+    if (watched_cgroups.lookup(&cg)) {
+        w = 1;
+    } else {
+        for (int lvl = 0; lvl < MAX_CGROUP_LEVEL; lvl++) {
+            u64 a = bpf_get_current_ancestor_cgroup_id(lvl);
+            if (a == 0 || a == cg)
+                break;
+            if (watched_cgroups.lookup(&a)) {
+                w = 1;
+                break;
+            }
+        }
+    }
+    struct verdict nv = {.cgroup_id = cg, .generation = generation, .watched = w};
+    verdicts.update(&cg, &nv);
+    return w;
+}
+
+/* Is the current process one the agent watches? The in-kernel filter: called first by
+ * every program, so that the rest of the host pays one cgroup-id read and a compare. */
 static __always_inline int is_watched(void)
 {
     int zero = 0;
     struct mamori_config *c = config.lookup(&zero);
     if (!c)
         return 0;
-    u64 cg = bpf_get_current_cgroup_id();
-    u32 w = 0;
+    u32 w;
     if (c->all_processes) {
         w = 1;
     } else {
-        struct verdict *v = verdicts.lookup(&cg);
-        if (v && v->generation == c->generation) {
-            w = v->watched;
+        u64 cg = bpf_get_current_cgroup_id();
+        struct verdict *last = last_verdict.lookup(&zero);
+        if (last && last->cgroup_id == cg && last->generation == c->generation) {
+            w = last->watched;
         } else {
-            if (watched_cgroups.lookup(&cg)) {
-                w = 1;
-            } else {
-                for (int lvl = 0; lvl < MAX_CGROUP_LEVEL; lvl++) {
-                    u64 a = bpf_get_current_ancestor_cgroup_id(lvl);
-                    if (a == 0 || a == cg)
-                        break;
-                    if (watched_cgroups.lookup(&a)) {
-                        w = 1;
-                        break;
-                    }
-                }
+            w = verdict_of(cg, c->generation);
+            if (last) {
+                last->cgroup_id = cg;
+                last->generation = c->generation;
+                last->watched = w;
             }
-            struct verdict nv = {.generation = c->generation, .watched = w};
-            verdicts.update(&cg, &nv);
         }
     }
     if (w && (bpf_get_current_pid_tgid() >> 32) == c->self_tgid)

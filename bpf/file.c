@@ -12,6 +12,8 @@
 
 static __always_inline int file_exit(long ret)
 {
+    if (!is_watched())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct inflight *in = inflight.lookup(&tid);
     if (!in)

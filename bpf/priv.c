@@ -10,6 +10,8 @@
 
 static __always_inline int priv_exit(long ret)
 {
+    if (!is_watched())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct inflight *in = inflight.lookup(&tid);
     if (!in)

@@ -107,12 +107,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
     /* args: parent task, child task. Threads (CLONE_THREAD) are not new processes. */
+    if (!is_watched())
+        return 0;
     void *child = (void *)ctx->args[1];
     u32 child_tid = READ_U32(child, TASK_PID);
     u32 child_tgid = READ_U32(child, TASK_TGID);
     if (child_tid != child_tgid)
-        return 0;
-    if (!is_watched())
         return 0;
     struct fork_event *e = events.ringbuf_reserve(sizeof(struct fork_event));
     if (!e) {
@@ -129,13 +129,13 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     /* Report the process, not each thread: only when its last thread exits. */
+    if (!is_watched())
+        return 0;
     void *task = (void *)bpf_get_current_task();
     void *signal = READ_PTR(task, TASK_SIGNAL);
     int live = 0;
     bpf_probe_read_kernel(&live, sizeof(live), signal + SIGNAL_LIVE);
     if (live != 0)
-        return 0;
-    if (!is_watched())
         return 0;
     struct exit_event *e = events.ringbuf_reserve(sizeof(struct exit_event));
     if (!e) {

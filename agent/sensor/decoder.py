@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from . import layout, names
-from .events import Event, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, PrivEvent
+from .events import ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, PrivEvent
 
 _HDR = layout.HEADER_STRUCT
 _HDR_SIZE = layout.sizeof("event_hdr")
@@ -22,6 +22,9 @@ class MalformedEvent(ValueError):
     """A record that does not match any event layout. Counted and skipped, never fatal."""
 
 
+_tnew = tuple.__new__   # builds an event positionally, without NamedTuple's keyword __new__
+
+
 def text(raw: bytes) -> str:
     """A NUL-terminated C string. Bytes that are not UTF-8 are kept, escaped as \\xNN."""
     end = raw.find(b"\0")
@@ -33,6 +36,19 @@ def text(raw: bytes) -> str:
         return raw.decode("utf-8", "backslashreplace")
 
 
+_comms: dict[bytes, str] = {}
+
+
+def _comm(raw: bytes) -> str:
+    """comm values repeat: decode each once (bounded cache)."""
+    s = _comms.get(raw)
+    if s is None:
+        s = text(raw)
+        if len(_comms) < 8192:
+            _comms[raw] = s
+    return s
+
+
 def _addr(raw: bytes, family: int) -> str:
     if family == 2:
         return str(ipaddress.IPv4Address(raw[:4]))
@@ -41,7 +57,7 @@ def _addr(raw: bytes, family: int) -> str:
     return ""
 
 
-def decode(raw: bytes) -> Event:
+def decode(raw: bytes):
     if len(raw) < _HDR_SIZE:
         raise MalformedEvent(f"record of {len(raw)} bytes is shorter than the header")
     (ts, cgroup_id, kind_id, pid, tid, ppid, uid, gid, pidns, mntns, vpid, flags,
@@ -53,7 +69,7 @@ def decode(raw: bytes) -> Event:
         raise MalformedEvent(f"{_KIND_NAME[kind_id]} record of {len(raw)} bytes, "
                              f"expected {_SIZE[sname]}")
     kind = _KIND_NAME[kind_id]
-    common = (kind, ts, pid, tid, ppid, vpid, uid, gid, text(comm), cgroup_id, pidns, mntns)
+    common = (kind, ts, pid, tid, ppid, vpid, uid, gid, _comm(comm), cgroup_id, pidns, mntns)
     body = _BODY[sname].unpack_from(raw, _HDR_SIZE)
     return _DECODERS[sname](common, flags, body)
 
@@ -72,29 +88,27 @@ def _exec(common, flags, b) -> ExecEvent:
     if len(arglist) > layout.MAX_ARGS:
         arglist = arglist[:layout.MAX_ARGS]
         args_truncated = True
-    return ExecEvent(
-        *common, exe=exe, exe_inode=ino, exe_dev=names.user_dev(dev),
-        exe_fs=names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}"), exe_links=nlink,
-        exe_truncated=bool(flags & _F["TRUNC_PATH"]),
-        exe_detached=bool(flags & _F["EXE_UNREACHABLE"]),
-        filename=text(filename), args=tuple(arglist), args_truncated=args_truncated,
-        stdin=names.fd_kind(m0, r0), stdout=names.fd_kind(m1, r1),
-        stderr=names.fd_kind(m2, r2))
+    return _tnew(ExecEvent, common + (
+        exe, ino, names.user_dev(dev), names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}"), nlink,
+        bool(flags & _F["TRUNC_PATH"]), bool(flags & _F["EXE_UNREACHABLE"]), text(filename),
+        tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
+        names.fd_kind(m2, r2)))
 
 
 def _fork(common, flags, b) -> ForkEvent:
-    return ForkEvent(*common, child_pid=b[0])
+    return _tnew(ForkEvent, common + (b[0],))
 
 
 def _exit(common, flags, b) -> ExitEvent:
     code = b[0]
     sig = code & 0x7F
-    return ExitEvent(*common, code=None if sig else (code >> 8) & 0xFF, signal=sig,
-                     core_dumped=bool(code & 0x80))
+    return _tnew(ExitEvent, common + (None if sig else (code >> 8) & 0xFF, sig,
+                                      bool(code & 0x80)))
 
 
 def _syscall(sys_id: int, ret: int) -> tuple[str, int, str | None]:
-    return _SYSCALL_NAME.get(sys_id, str(sys_id)), ret, names.errno_name(ret)
+    return _SYSCALL_NAME.get(sys_id, str(sys_id)), ret, (names.errno_name(ret) if ret < 0
+                                                         else None)
 
 
 def _file(common, flags, b) -> FileEvent:
@@ -108,16 +122,15 @@ def _file(common, flags, b) -> FileEvent:
     else:
         fnames = names.bit_names(fflags, names.CHMOD_FLAGS)
         mode &= 0o7777
-    return FileEvent(*common, *_syscall(sys_id, ret), path=text(path), new_path=None,
-                     flags=fnames, mode=mode, fd=fd,
-                     path_truncated=bool(flags & _F["TRUNC_PATH"]))
+    return _tnew(FileEvent, common + _syscall(sys_id, ret) + (
+        text(path), None, fnames, mode, fd, bool(flags & _F["TRUNC_PATH"])))
 
 
 def _rename(common, flags, b) -> FileEvent:
     ret, olddirfd, _newdirfd, sys_id, rflags, path, new_path = b
-    return FileEvent(*common, *_syscall(sys_id, ret), path=text(path), new_path=text(new_path),
-                     flags=names.bit_names(rflags, names.RENAME_FLAGS), mode=0, fd=olddirfd,
-                     path_truncated=bool(flags & (_F["TRUNC_PATH"] | _F["TRUNC_PATH2"])))
+    return _tnew(FileEvent, common + _syscall(sys_id, ret) + (
+        text(path), text(new_path), names.bit_names(rflags, names.RENAME_FLAGS), 0, olddirfd,
+        bool(flags & (_F["TRUNC_PATH"] | _F["TRUNC_PATH2"]))))
 
 
 _NO_REMOTE = ("bind", "listen")  # a socket being bound or put to listen has no peer
@@ -126,14 +139,11 @@ _NO_REMOTE = ("bind", "listen")  # a socket being bound or put to listen has no 
 def _net(common, flags, b) -> NetEvent:
     (ret, fd, sys_id, family, sport, dport, protocol, stype, backlog, saddr, daddr,
      unix_path) = b
-    return NetEvent(
-        *common, *_syscall(sys_id, ret),
-        family=names.FAMILIES.get(family, str(family)),
-        protocol=names.PROTOCOLS.get(protocol, str(protocol)),
-        sock_type=names.SOCK_TYPES.get(stype & 0xF, str(stype)),
-        saddr=_addr(saddr, family), sport=sport,
-        daddr="" if common[0] in _NO_REMOTE else _addr(daddr, family), dport=dport,
-        unix_path=text(unix_path) if family == 1 else "", fd=fd, backlog=backlog)
+    return _tnew(NetEvent, common + _syscall(sys_id, ret) + (
+        names.FAMILIES.get(family, str(family)), names.PROTOCOLS.get(protocol, str(protocol)),
+        names.SOCK_TYPES.get(stype & 0xF, str(stype)), _addr(saddr, family), sport,
+        "" if common[0] in _NO_REMOTE else _addr(daddr, family), dport,
+        text(unix_path) if family == 1 else "", fd, backlog))
 
 
 def _unchanged(v: int) -> int | None:
@@ -168,7 +178,7 @@ def _priv(common, flags, b) -> PrivEvent:
     else:  # module
         d = (("module.params", text(s1)),
              ("module.fd", a0 if sysname == "finit_module" else None))
-    return PrivEvent(*common, *_syscall(sys_id, ret), details=d)
+    return _tnew(PrivEvent, common + _syscall(sys_id, ret) + (d,))
 
 
 _DECODERS = {"exec_event": _exec, "fork_event": _fork, "exit_event": _exit,

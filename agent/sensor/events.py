@@ -1,143 +1,230 @@
-"""Typed events, one frozen dataclass per family of kinds.
+"""Typed events, one immutable class per family of kinds.
+
+Each class is a typing.NamedTuple: immutable, typed, and cheap to build. (A frozen dataclass
+with the same 21 fields took 2.4 µs to construct, more than everything else the decoder does
+for an event together; a NamedTuple built positionally takes about 0.3 µs. At 200k events/s
+that is the difference between keeping up and dropping.)
 
 Attribute names are short Python names; `fields()` gives the same values under the dotted
 vocabulary that rules, alerts, gRPC and docs use (docs/fields.md lists them all).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
+# (attribute, dotted name) of the fields every event starts with, in order.
+HEADER = (
+    ("kind", "event.kind"),            # exec, open, connect, …
+    ("ts", "event.ts"),                # monotonic ns (bpf_ktime_get_ns)
+    ("pid", "proc.pid"),               # thread group id, host pid namespace
+    ("tid", "proc.tid"),
+    ("ppid", "proc.ppid"),
+    ("vpid", "proc.vpid"),             # pid in the process's own pid namespace
+    ("uid", "proc.uid"),
+    ("gid", "proc.gid"),
+    ("comm", "proc.name"),             # the kernel's comm, 15 characters at most
+    ("cgroup_id", "proc.cgroup_id"),   # cgroup2 inode number
+    ("pidns", "proc.pidns"),           # pid namespace inode
+    ("mntns", "proc.mntns"),           # mount namespace inode
+)
+SYSCALL = (
+    ("syscall", "event.syscall"),      # the exact syscall: openat, accept4, …
+    ("result", "event.result"),        # return value, negative errno on failure
+    ("error", "event.error"),          # errno name when it failed, else None
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    kind: str           # event.kind
-    ts: int             # event.ts: monotonic ns (bpf_ktime_get_ns, CLOCK_MONOTONIC)
-    pid: int            # proc.pid: process id (thread group id) in the host pid namespace
-    tid: int            # proc.tid
-    ppid: int           # proc.ppid
-    vpid: int           # proc.vpid: process id in its own pid namespace (a container's view)
-    uid: int            # proc.uid
-    gid: int            # proc.gid
-    comm: str           # proc.name: the kernel's comm (16 bytes at most)
-    cgroup_id: int      # proc.cgroup_id: cgroup2 inode number
-    pidns: int          # proc.pidns: pid namespace inode
-    mntns: int          # proc.mntns: mount namespace inode
-
-    _DOTTED = (("event.kind", "kind"), ("event.ts", "ts"), ("proc.pid", "pid"),
-               ("proc.tid", "tid"), ("proc.ppid", "ppid"), ("proc.vpid", "vpid"),
-               ("proc.uid", "uid"), ("proc.gid", "gid"), ("proc.name", "comm"),
-               ("proc.cgroup_id", "cgroup_id"), ("proc.pidns", "pidns"),
-               ("proc.mntns", "mntns"))
+class _Fields:
+    """Mixin: the event under its dotted names."""
+    __slots__ = ()
+    _DOTTED: tuple[str, ...] = ()
 
     def fields(self) -> dict:
-        """The event under its dotted field names."""
-        return {dotted: getattr(self, attr) for dotted, attr in self._all_dotted()}
-
-    @classmethod
-    def _all_dotted(cls):
-        return Event._DOTTED + cls.__dict__.get("_OWN", ())
+        return dict(zip(self._DOTTED, self))
 
 
-@dataclass(frozen=True, slots=True)
-class ExecEvent(Event):
+class ExecEvent(NamedTuple):
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
     exe: str                 # proc.exe: the real binary (bprm->file), path in its namespace
     exe_inode: int           # proc.exe_inode
     exe_dev: int             # proc.exe_dev: as stat(2) st_dev reports it
-    exe_fs: str              # proc.exe_fs: filesystem type (overlay, ext4, tmpfs…)
+    exe_fs: str              # proc.exe_fs: overlay, ext4, tmpfs…
     exe_links: int           # proc.exe_links: hard links left (0: deleted)
-    exe_truncated: bool      # proc.exe_truncated: deeper than the walk bound
+    exe_truncated: bool      # proc.exe_truncated
     exe_detached: bool       # proc.exe_detached: no path to a root (memfd, deleted tree)
     filename: str            # exec.filename: the path execve was asked to run
-    args: tuple[str, ...]    # proc.args: argv, argv[0] included
+    args: tuple              # proc.args: argv, argv[0] included
     args_truncated: bool     # proc.args_truncated
     stdin: str               # proc.stdin: tty | pipe | socket | file | chardev | dir | none
     stdout: str              # proc.stdout
     stderr: str              # proc.stderr
 
-    _OWN = (("proc.exe", "exe"), ("proc.exe_inode", "exe_inode"), ("proc.exe_dev", "exe_dev"),
-            ("proc.exe_fs", "exe_fs"), ("proc.exe_links", "exe_links"),
-            ("proc.exe_truncated", "exe_truncated"), ("proc.exe_detached", "exe_detached"),
-            ("exec.filename", "filename"), ("proc.args", "args"),
-            ("proc.args_truncated", "args_truncated"), ("proc.stdin", "stdin"),
-            ("proc.stdout", "stdout"), ("proc.stderr", "stderr"))
+    fields = _Fields.fields
 
 
-@dataclass(frozen=True, slots=True)
-class ForkEvent(Event):
+class ForkEvent(NamedTuple):
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
     child_pid: int           # fork.child_pid
 
-    _OWN = (("fork.child_pid", "child_pid"),)
+    fields = _Fields.fields
 
 
-@dataclass(frozen=True, slots=True)
-class ExitEvent(Event):
-    code: int | None         # exit.code: exit status when the process exited normally
+class ExitEvent(NamedTuple):
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    code: int | None         # exit.code: exit status when it exited normally
     signal: int              # exit.signal: the signal that killed it, 0 if none
     core_dumped: bool        # exit.core_dumped
 
-    _OWN = (("exit.code", "code"), ("exit.signal", "signal"),
-            ("exit.core_dumped", "core_dumped"))
+    fields = _Fields.fields
 
 
-@dataclass(frozen=True, slots=True)
-class SyscallEvent(Event):
-    syscall: str             # event.syscall: the exact syscall (openat, accept4…)
-    result: int              # event.result: the return value (negative errno on failure)
-    error: str | None        # event.error: errno name when the call failed (ENOENT…)
-
-    _OWN = (("event.syscall", "syscall"), ("event.result", "result"),
-            ("event.error", "error"))
-
-    @classmethod
-    def _all_dotted(cls):
-        return Event._DOTTED + SyscallEvent._OWN + cls.__dict__.get("_OWN", ())
-
-
-@dataclass(frozen=True, slots=True)
-class FileEvent(SyscallEvent):
-    path: str                # file.path: as passed (relative to file.fd when not absolute)
+class FileEvent(NamedTuple):
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    syscall: str
+    result: int
+    error: str | None
+    path: str                # file.path: as passed (relative to file.fd if not absolute)
     new_path: str | None     # file.new_path: rename target
-    flags: tuple[str, ...]   # file.flags: O_* (open), AT_* (unlink), RENAME_* (rename)
+    flags: tuple             # file.flags: O_* (open), AT_* (unlink), RENAME_* (rename)
     mode: int                # file.mode: permission bits (open with O_CREAT, chmod)
-    fd: int                  # file.fd: the directory fd (AT_FDCWD = -100) or fchmod's fd
+    fd: int                  # file.fd: directory fd (AT_FDCWD = -100) or fchmod's fd
     path_truncated: bool     # file.path_truncated
 
-    _OWN = (("file.path", "path"), ("file.new_path", "new_path"), ("file.flags", "flags"),
-            ("file.mode", "mode"), ("file.fd", "fd"), ("file.path_truncated", "path_truncated"))
+    fields = _Fields.fields
 
 
-@dataclass(frozen=True, slots=True)
-class NetEvent(SyscallEvent):
-    family: str              # net.family: inet | inet6 | unix | other numbers as text
-    protocol: str            # net.protocol: tcp | udp | icmp | … ("" when unknown)
+class NetEvent(NamedTuple):
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    syscall: str
+    result: int
+    error: str | None
+    family: str              # net.family: inet | inet6 | unix
+    protocol: str            # net.protocol: tcp | udp | …
     sock_type: str           # net.type: stream | dgram | raw | seqpacket
     saddr: str               # net.saddr: local address
-    sport: int               # net.sport: local port
+    sport: int               # net.sport
     daddr: str               # net.daddr: remote address
-    dport: int               # net.dport: remote port
-    unix_path: str           # net.path: unix socket path (connect, bind)
-    fd: int                  # net.fd: the socket fd (accept: the listening socket)
-    backlog: int             # net.backlog: listen backlog
+    dport: int               # net.dport
+    unix_path: str           # net.path: unix socket path
+    fd: int                  # net.fd: the socket (accept: the listening one)
+    backlog: int             # net.backlog
 
-    _OWN = (("net.family", "family"), ("net.protocol", "protocol"), ("net.type", "sock_type"),
-            ("net.saddr", "saddr"), ("net.sport", "sport"), ("net.daddr", "daddr"),
-            ("net.dport", "dport"), ("net.path", "unix_path"), ("net.fd", "fd"),
-            ("net.backlog", "backlog"))
+    fields = _Fields.fields
 
 
-@dataclass(frozen=True, slots=True)
-class PrivEvent(SyscallEvent):
+class PrivEvent(NamedTuple):
     """ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module. `details` holds
     the kind's own dotted fields (ptrace.request, mount.target, ns.types, cred.euid…)."""
-    details: tuple[tuple[str, object], ...]
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    syscall: str
+    result: int
+    error: str | None
+    details: tuple           # ((dotted name, value), …)
 
     def fields(self) -> dict:
-        out = SyscallEvent.fields(self)
+        out = dict(zip(self._DOTTED, self[:-1]))
         out.update(self.details)
         return out
 
     def get(self, dotted: str):
-        return dict(self.details).get(dotted)
+        for k, v in self.details:
+            if k == dotted:
+                return v
+        return None
 
 
-EVENT_CLASSES = (ExecEvent, ForkEvent, ExitEvent, FileEvent, NetEvent, PrivEvent)
+_OWN = {
+    ExecEvent: (("exe", "proc.exe"), ("exe_inode", "proc.exe_inode"),
+                ("exe_dev", "proc.exe_dev"), ("exe_fs", "proc.exe_fs"),
+                ("exe_links", "proc.exe_links"), ("exe_truncated", "proc.exe_truncated"),
+                ("exe_detached", "proc.exe_detached"), ("filename", "exec.filename"),
+                ("args", "proc.args"), ("args_truncated", "proc.args_truncated"),
+                ("stdin", "proc.stdin"), ("stdout", "proc.stdout"), ("stderr", "proc.stderr")),
+    ForkEvent: (("child_pid", "fork.child_pid"),),
+    ExitEvent: (("code", "exit.code"), ("signal", "exit.signal"),
+                ("core_dumped", "exit.core_dumped")),
+    FileEvent: SYSCALL + (("path", "file.path"), ("new_path", "file.new_path"),
+                          ("flags", "file.flags"), ("mode", "file.mode"), ("fd", "file.fd"),
+                          ("path_truncated", "file.path_truncated")),
+    NetEvent: SYSCALL + (("family", "net.family"), ("protocol", "net.protocol"),
+                         ("sock_type", "net.type"), ("saddr", "net.saddr"),
+                         ("sport", "net.sport"), ("daddr", "net.daddr"),
+                         ("dport", "net.dport"), ("unix_path", "net.path"), ("fd", "net.fd"),
+                         ("backlog", "net.backlog")),
+    PrivEvent: SYSCALL,
+}
+
+EVENT_CLASSES = tuple(_OWN)
+
+for _cls, _own in _OWN.items():
+    _spec = HEADER + _own
+    _names = tuple(a for a, _ in _spec)
+    _expected = _cls._fields[:-1] if _cls is PrivEvent else _cls._fields
+    assert _names == _expected, f"{_cls.__name__}: field order does not match its dotted names"
+    _cls._DOTTED = tuple(d for _, d in _spec)
