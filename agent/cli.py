@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
 
 from . import config as configmod
+from .pipeline import Pipeline
 from .sensor import cgroups
 from .sensor.layout import FAMILY_OF
 from .sensor.probes import Sensor, SensorError
@@ -40,8 +42,10 @@ def _watch_paths(sensor: Sensor, paths, strict: bool) -> list[str]:
     return watched
 
 
-def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int) -> int:
+def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int,
+            poll=None) -> int:
     """Poll the ring every interval, print the chosen kinds; report kernel drops."""
+    poll = poll or sensor.poll
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(1))
@@ -50,7 +54,7 @@ def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int) -> in
     next_check = time.monotonic() + 1.0
     interval = interval_ms / 1000.0
     while not stop:
-        for ev in sensor.poll():
+        for ev in poll():
             if wanted is None or ev.kind in wanted:
                 out.write(event_json(ev) + "\n")
         out.flush()
@@ -94,13 +98,24 @@ def cmd_run(args) -> int:
         overrides["node_name"] = args.node_name
     cfg = configmod.load(args.config, overrides)
     logging.getLogger().setLevel(cfg.log_level.upper())
-    sensor = _start_sensor(cfg, cfg.sensor.families, args.cgroup)
-    log.info("mamori running on node %s", cfg.resolved_node_name())
+    extra = []
+    if args.cgroup:
+        root = cgroups.cgroup2_root()
+        for p in args.cgroup:
+            d = cgroups.resolve(p, root)
+            if not os.path.isdir(d):
+                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
+            extra.append(d[len(root):] or "/")
+    pipe = Pipeline(cfg, extra_watch=tuple(extra))
+    pipe.start()
+    log.info("probes attached (%s) in %.2fs; mamori running on node %s",
+             ", ".join(pipe.sensor.families), pipe.startup_s, cfg.resolved_node_name())
     out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
     try:
-        return _stream(sensor, cfg.output.kinds, out, cfg.sensor.poll_interval_ms)
+        return _stream(pipe.sensor, cfg.output.kinds, out, cfg.sensor.poll_interval_ms,
+                       poll=pipe.step)
     finally:
-        sensor.close()
+        pipe.close()
 
 
 def cmd_trace(args) -> int:

@@ -12,6 +12,9 @@ import yaml
 
 from .sensor.layout import FAMILIES, KINDS
 
+# Probe families a user chooses; the cgroup family (container discovery) is always loaded.
+EVENT_FAMILIES = ("process", "file", "net", "priv")
+
 DEFAULT_PATH = "/etc/mamori/mamori.yaml"
 
 # Parents under which container runtimes put their containers' cgroups. Watching one of
@@ -29,7 +32,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class SensorConfig:
-    families: tuple[str, ...] = tuple(FAMILIES)
+    families: tuple[str, ...] = EVENT_FAMILIES
     ring_bytes: int = 16 << 20
     poll_interval_ms: int = 10
     all_processes: bool = False
@@ -43,11 +46,29 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    ancestors_depth: int = 8            # proc.ancestors: parents kept per event
+    process_table_size: int = 65536     # live processes remembered
+    exited_ttl_s: float = 5.0           # how long an exited process still resolves
+    # cgroups directly below these are containers named by their directory (runc or crun
+    # run by hand with cgroupsPath "<parent>/<id>")
+    container_parents: tuple[str, ...] = ("mamori-test",)
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    mode: str = "auto"      # auto | in-cluster | kubeconfig | off (standalone)
+    kubeconfig: str = ""    # default: $KUBECONFIG, then ~/.kube/config
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = ""
     log_level: str = "info"
     sensor: SensorConfig = field(default_factory=SensorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -129,9 +150,10 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
+    top = ("context", "kubernetes", "log_level", "node_name", "output", "sensor")
     for k in raw:
-        if k not in ("node_name", "log_level", "sensor", "output"):
-            err(k, "unknown key (known: log_level, node_name, output, sensor)")
+        if k not in top:
+            err(k, f"unknown key (known: {', '.join(top)})")
     cfg = Config()
 
     node = raw.get("node_name", "")
@@ -148,9 +170,10 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         if not isinstance(fams, list) or not all(isinstance(f, str) for f in fams):
             err("sensor.families", "must be a list of probe families")
         else:
-            bad = [f for f in fams if f not in FAMILIES]
+            bad = [f for f in fams if f not in EVENT_FAMILIES]
             if bad:
-                err("sensor.families", f"unknown {', '.join(bad)} (known: {', '.join(FAMILIES)})")
+                err("sensor.families",
+                    f"unknown {', '.join(bad)} (known: {', '.join(EVENT_FAMILIES)})")
             elif not fams:
                 err("sensor.families", "must name at least one family")
             else:
@@ -195,10 +218,46 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         except ValueError as e:
             err("output.kinds", str(e))
 
+    c = section("context", set(ContextConfig.__dataclass_fields__))
+    context = ContextConfig()
+    for key, lo, hi in (("ancestors_depth", 0, 64), ("process_table_size", 1024, 1 << 22)):
+        if key in c:
+            v = c[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                err(f"context.{key}", f"must be an integer from {lo} to {hi}")
+            else:
+                context = replace(context, **{key: v})
+    if "exited_ttl_s" in c:
+        v = c["exited_ttl_s"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 600:
+            err("context.exited_ttl_s", "must be a number of seconds from 0 to 600")
+        else:
+            context = replace(context, exited_ttl_s=float(v))
+    if "container_parents" in c:
+        v = c["container_parents"]
+        if not isinstance(v, list) or not all(isinstance(p, str) and p for p in v):
+            err("context.container_parents", "must be a list of cgroup paths")
+        else:
+            context = replace(context, container_parents=tuple(v))
+
+    k = section("kubernetes", set(KubernetesConfig.__dataclass_fields__))
+    kube = KubernetesConfig()
+    if "mode" in k:
+        if k["mode"] not in ("auto", "in-cluster", "kubeconfig", "off"):
+            err("kubernetes.mode", f"must be one of auto, in-cluster, kubeconfig, off, not "
+                                   f"{k['mode']!r}")
+        else:
+            kube = replace(kube, mode=k["mode"])
+    if "kubeconfig" in k:
+        if not isinstance(k["kubeconfig"], str):
+            err("kubernetes.kubeconfig", "must be a file path")
+        else:
+            kube = replace(kube, kubeconfig=k["kubeconfig"])
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
-                   sensor=sensor, output=output)
+                   sensor=sensor, output=output, context=context, kubernetes=kube)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

@@ -10,7 +10,8 @@
 #define ARGS_LEN 2048
 #define UNIX_PATH_LEN 108
 #define SHORT_STR 32
-#define EV_MAX 21
+#define CGROUP_PATH_LEN 512
+#define EV_MAX 23
 
 #define F_TRUNC_PATH 0x1
 #define F_TRUNC_PATH2 0x2
@@ -38,6 +39,8 @@ enum event_kind {
     EV_SETGID = 18,
     EV_MEMFD = 19,
     EV_MODULE = 20,
+    EV_CGROUP_MKDIR = 21,
+    EV_CGROUP_RMDIR = 22,
 };
 
 enum syscall_id {
@@ -170,6 +173,14 @@ struct priv_event {
     char str1[256];
     char str2[256];
     char str3[32];
+};
+
+struct cgroup_event {
+    struct event_hdr hdr;
+    u64 id;
+    s32 root;
+    u32 level;
+    char path[512];
 };
 
 #endif

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from . import layout, names
-from .events import ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, PrivEvent
+from .events import (CgroupEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent,
+                     PrivEvent)
 
 _HDR = layout.HEADER_STRUCT
 _HDR_SIZE = layout.sizeof("event_hdr")
@@ -181,6 +182,11 @@ def _priv(common, flags, b) -> PrivEvent:
     return _tnew(PrivEvent, common + _syscall(sys_id, ret) + (d,))
 
 
+def _cgroup(common, flags, b) -> CgroupEvent:
+    cid, _root, level, path = b
+    return _tnew(CgroupEvent, common + (cid, level, text(path)))
+
+
 _DECODERS = {"exec_event": _exec, "fork_event": _fork, "exit_event": _exit,
              "file_event": _file, "rename_event": _rename, "net_event": _net,
-             "priv_event": _priv}
+             "priv_event": _priv, "cgroup_event": _cgroup}

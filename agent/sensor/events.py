@@ -199,6 +199,27 @@ class PrivEvent(NamedTuple):
         return None
 
 
+class CgroupEvent(NamedTuple):
+    """cgroup_mkdir, cgroup_rmdir: the cgroup2 tree changed (for container discovery)."""
+    kind: str
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    vpid: int
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    id: int                  # cgroup.id: the new or removed cgroup's id (inode number)
+    level: int               # cgroup.level: depth below the root (root = 0)
+    path: str                # cgroup.path: below the cgroup2 root, e.g. /kubepods/...
+
+    fields = _Fields.fields
+
+
 _OWN = {
     ExecEvent: (("exe", "proc.exe"), ("exe_inode", "proc.exe_inode"),
                 ("exe_dev", "proc.exe_dev"), ("exe_fs", "proc.exe_fs"),
@@ -218,6 +239,7 @@ _OWN = {
                          ("dport", "net.dport"), ("unix_path", "net.path"), ("fd", "net.fd"),
                          ("backlog", "net.backlog")),
     PrivEvent: SYSCALL,
+    CgroupEvent: (("id", "cgroup.id"), ("level", "cgroup.level"), ("path", "cgroup.path")),
 }
 
 EVENT_CLASSES = tuple(_OWN)

@@ -19,6 +19,7 @@ ARGS_LEN = 2048         # argv bytes (NUL-separated) copied from the new program
 MAX_ARGS = 64           # argv entries kept by the decoder
 UNIX_PATH_LEN = 108     # sun_path
 SHORT_STR = 32          # fstype
+CGROUP_PATH_LEN = 512   # a cgroup's path below its hierarchy's root
 
 # Event kinds. The number is what the kernel writes in hdr.kind; the name is event.kind.
 KINDS = (
@@ -27,6 +28,7 @@ KINDS = (
     "connect", "accept", "bind", "listen",
     "ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
     "module",
+    "cgroup_mkdir", "cgroup_rmdir",
 )
 KIND_ID = {name: i + 1 for i, name in enumerate(KINDS)}
 FAMILIES = {
@@ -35,6 +37,8 @@ FAMILIES = {
     "net": ("connect", "accept", "bind", "listen"),
     "priv": ("ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
              "module"),
+    # Not about what a process did: the cgroup tree, for container discovery. Not filtered.
+    "cgroup": ("cgroup_mkdir", "cgroup_rmdir"),
 }
 FAMILY_OF = {k: fam for fam, kinds in FAMILIES.items() for k in kinds}
 
@@ -122,6 +126,9 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         "s64 ret", "u64 arg0", "u64 arg1", "u64 arg2", "u64 arg3", "u32 sys", "u32 pad",
         f"char str1[{PATH_LEN}]", f"char str2[{PATH_LEN}]", f"char str3[{SHORT_STR}]",
     )),
+    "cgroup_event": tuple(_f(s) for s in (
+        "u64 id", "s32 root", "u32 level", f"char path[{CGROUP_PATH_LEN}]",
+    )),
 }
 
 STRUCT_OF_KIND = {
@@ -130,6 +137,7 @@ STRUCT_OF_KIND = {
     "rename": "rename_event",
     "connect": "net_event", "accept": "net_event", "bind": "net_event", "listen": "net_event",
     **{k: "priv_event" for k in FAMILIES["priv"]},
+    "cgroup_mkdir": "cgroup_event", "cgroup_rmdir": "cgroup_event",
 }
 
 
@@ -211,6 +219,7 @@ def c_header() -> str:
     for const, val in (("COMM_LEN", COMM_LEN), ("PATH_LEN", PATH_LEN), ("NAME_LEN", NAME_LEN),
                        ("PATH_DEPTH", PATH_DEPTH), ("ARGS_LEN", ARGS_LEN),
                        ("UNIX_PATH_LEN", UNIX_PATH_LEN), ("SHORT_STR", SHORT_STR),
+                       ("CGROUP_PATH_LEN", CGROUP_PATH_LEN),
                        ("EV_MAX", len(KINDS) + 1)):
         out.append(f"#define {const} {val}")
     out.append("")

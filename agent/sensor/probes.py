@@ -22,7 +22,8 @@ log = logging.getLogger("mamori.sensor")
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 TRACING = Path("/sys/kernel/tracing")
-FAMILY_SOURCES = {"process": "process.c", "file": "file.c", "net": "net.c", "priv": "priv.c"}
+FAMILY_SOURCES = {"process": "process.c", "file": "file.c", "net": "net.c", "priv": "priv.c",
+                  "cgroup": "cgroup.c"}
 
 # Syscall tracepoints that some kernels lack; each is compiled only where it exists.
 OPTIONAL_TRACEPOINTS = {
@@ -55,7 +56,7 @@ def tracepoint_exists(category: str, name: str) -> bool:
 
 
 class Sensor:
-    def __init__(self, families=tuple(FAMILY_SOURCES), ring_bytes: int = 16 << 20,
+    def __init__(self, families=("process", "file", "net", "priv"), ring_bytes: int = 16 << 20,
                  all_processes: bool = False, btf_path: str = BTF_PATH):
         unknown = set(families) - set(FAMILY_SOURCES)
         if unknown:

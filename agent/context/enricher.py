@@ -1,0 +1,93 @@
+"""Adds who-did-it to each event: the process and its ancestry, the container, the pod.
+
+Never waits: a container whose pod the API has not told us about yet is reported with its
+container context, and events after the pod arrives carry the pod too."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .containers import ContainerInfo
+from .pods import PodContainer, PodInfo
+from .process_tree import ProcessTree
+from .registry import ContainerRegistry
+
+
+class Enriched(NamedTuple):
+    event: object
+    exe: str
+    args: tuple
+    cwd: str
+    ancestors: tuple          # ((pid, exe), …) parent first
+    runtime_setup: bool
+    container: ContainerInfo | None
+    pod: PodInfo | None
+    pod_container: PodContainer | None
+
+    @property
+    def kind(self) -> str:
+        return self.event.kind
+
+    def fields(self) -> dict:
+        f = self.event.fields()
+        f["proc.exe"] = self.exe
+        f["proc.args"] = self.args
+        f["proc.cwd"] = self.cwd
+        f["proc.ancestors"] = [{"pid": pid, "exe": exe} for pid, exe in self.ancestors]
+        parent = self.ancestors[0] if self.ancestors else (0, "")
+        f["proc.pexe"] = parent[1]
+        f["proc.pname"] = parent[1].rsplit("/", 1)[-1]
+        f["proc.runtime_setup"] = self.runtime_setup
+        c, pod, pc = self.container, self.pod, self.pod_container
+        f["container.id"] = c.id if c else None
+        f["container.runtime"] = c.runtime if c else None
+        f["container.name"] = (pc.name if pc else c.name) if c else None
+        f["container.image"] = (pc.image if pc and pc.image else c.image) if c else None
+        f["container.image_id"] = (pc.image_id if pc and pc.image_id else c.image_id) if c \
+            else None
+        if pod is not None:
+            f["k8s.ns"], f["k8s.pod"], f["k8s.pod_uid"] = pod.namespace, pod.name, pod.uid
+            f["k8s.labels"] = pod.labels
+            f["k8s.owner_kind"], f["k8s.owner_name"] = pod.owner_kind, pod.owner_name
+        elif c is not None and c.pod_name:         # standalone: from the runtime's annotations
+            f["k8s.ns"], f["k8s.pod"], f["k8s.pod_uid"] = c.pod_namespace, c.pod_name, c.pod_uid
+            f["k8s.labels"], f["k8s.owner_kind"], f["k8s.owner_name"] = {}, None, None
+        else:
+            f["k8s.ns"] = f["k8s.pod"] = f["k8s.pod_uid"] = None
+            f["k8s.labels"], f["k8s.owner_kind"], f["k8s.owner_name"] = {}, None, None
+        return f
+
+
+class Enricher:
+    def __init__(self, tree: ProcessTree, registry: ContainerRegistry, pods=None,
+                 ancestors_depth: int = 8):
+        self.tree = tree
+        self.registry = registry
+        self.pods = pods
+        self.depth = ancestors_depth
+
+    def enrich(self, ev) -> Enriched:
+        kind = ev.kind
+        if kind in ("fork", "exec"):
+            self.tree.apply(ev)
+        p = self.tree.lookup(ev.pid)
+        container = self.registry.lookup(ev.cgroup_id, ev.pid)
+        setup = ProcessTree.is_runtime_setup(p, ev.comm)
+        if container is not None and container.rootfs is None and not setup and \
+                kind != "exit":
+            container = self.registry.refresh_rootfs(container, ev.pid)
+        pod = pc = None
+        if container is not None and self.pods is not None:
+            pod = self.pods.pod_of_container(container.id)
+            if pod is None and container.pod_uid:
+                pod = self.pods.pod_by_uid(container.pod_uid)
+            if pod is not None:
+                pc = pod.containers.get(container.id)
+        ancestors = tuple((a.pid, a.exe) for a in self.tree.ancestors(ev.pid, self.depth))
+        if kind == "exec":
+            exe, args = ev.exe, ev.args
+        else:
+            exe, args = (p.exe, p.args) if p else ("", ())
+        out = Enriched(ev, exe, args, p.cwd if p else "", ancestors, setup, container, pod, pc)
+        if kind == "exit":
+            self.tree.apply(ev)
+        return out

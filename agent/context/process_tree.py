@@ -1,0 +1,207 @@
+"""The table of live processes: pid -> exe, argv, cwd, uid, start, parent, cgroup.
+
+Filled at start by a scan of /proc (processes older than the agent are known too), kept
+current from fork, exec and exit events. Bounded: past `max_size` the oldest exited entries
+go first, then the oldest entries. Exited entries stay `exited_ttl` seconds so that events
+still in flight for them resolve.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+from .containers import RUNTIME_SETUP_COMMS
+
+
+class Proc:
+    __slots__ = ("pid", "ppid", "exe", "args", "cwd", "uid", "comm", "start_ns",
+                 "cgroup_id", "exited_at")
+
+    def __init__(self, pid, ppid, exe="", args=(), cwd="", uid=-1, comm="", start_ns=0,
+                 cgroup_id=0):
+        self.pid, self.ppid, self.exe, self.args, self.cwd = pid, ppid, exe, args, cwd
+        self.uid, self.comm, self.start_ns, self.cgroup_id = uid, comm, start_ns, cgroup_id
+        self.exited_at = None
+
+    def __repr__(self):
+        return f"Proc({self.pid}, ppid={self.ppid}, exe={self.exe!r})"
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def read_proc(pid: int, cgroup_id_of=None) -> Proc | None:
+    """One process from /proc, or None if it is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # comm may contain spaces and parentheses: split at the last ')'
+    lpar, rpar = stat.find(b"("), stat.rfind(b")")
+    comm = stat[lpar + 1:rpar].decode(errors="backslashreplace")
+    rest = stat[rpar + 2:].split()
+    ppid = int(rest[1])
+    start_ns = int(rest[19]) * (1_000_000_000 // _CLK_TCK)
+    cmdline = _read(f"/proc/{pid}/cmdline") or b""
+    args = tuple(a.decode(errors="backslashreplace") for a in cmdline.split(b"\0")[:-1])
+    uid = -1
+    status = _read(f"/proc/{pid}/status") or b""
+    for line in status.splitlines():
+        if line.startswith(b"Uid:"):
+            uid = int(line.split()[1])
+            break
+    exe = _readlink(f"/proc/{pid}/exe")
+    if exe.endswith(" (deleted)"):
+        exe = exe[:-len(" (deleted)")]
+    p = Proc(pid, ppid, exe, args, _readlink(f"/proc/{pid}/cwd"), uid, comm, start_ns)
+    if cgroup_id_of is not None:
+        p.cgroup_id = cgroup_id_of(pid) or 0
+    return p
+
+
+class ProcessTree:
+    def __init__(self, max_size: int = 65536, exited_ttl: float = 5.0, clock=time.monotonic,
+                 cgroup_id_of=None):
+        self.max_size = max_size
+        self.exited_ttl = exited_ttl
+        self._clock = clock
+        self._cgroup_id_of = cgroup_id_of
+        self._procs: OrderedDict[int, Proc] = OrderedDict()
+        self._exited: OrderedDict[int, float] = OrderedDict()   # pid -> exit time
+        self.evicted = 0
+
+    def __len__(self):
+        return len(self._procs)
+
+    def get(self, pid: int) -> Proc | None:
+        return self._procs.get(pid)
+
+    def scan(self, proc_root: str = "/proc") -> int:
+        """Learn every process alive now. Returns how many."""
+        n = 0
+        for name in os.listdir(proc_root):
+            if name.isdigit():
+                p = read_proc(int(name), self._cgroup_id_of)
+                if p is not None:
+                    self._put(p)
+                    n += 1
+        return n
+
+    def lookup(self, pid: int) -> Proc | None:
+        """The process, reading /proc if the table does not know it yet (a process that
+        started before an event about it reached us)."""
+        p = self._procs.get(pid)
+        if p is None:
+            p = read_proc(pid, self._cgroup_id_of)
+            if p is not None:
+                self._put(p)
+        return p
+
+    # -- events ------------------------------------------------------------------------
+    def on_fork(self, parent_pid: int, child_pid: int, ts: int, cgroup_id: int) -> Proc:
+        parent = self.lookup(parent_pid)
+        if parent is not None:
+            child = Proc(child_pid, parent_pid, parent.exe, parent.args, parent.cwd,
+                         parent.uid, parent.comm, ts, cgroup_id)
+        else:
+            child = Proc(child_pid, parent_pid, start_ns=ts, cgroup_id=cgroup_id)
+        self._put(child)
+        return child
+
+    def on_exec(self, ev) -> Proc:
+        p = self._procs.get(ev.pid)
+        if p is None:
+            p = Proc(ev.pid, ev.ppid, start_ns=ev.ts)
+            self._put(p)
+        p.ppid, p.exe, p.args, p.uid, p.comm = ev.ppid, ev.exe, ev.args, ev.uid, ev.comm
+        p.cgroup_id = ev.cgroup_id
+        cwd = _readlink(f"/proc/{ev.pid}/cwd")
+        if cwd:
+            p.cwd = cwd
+        return p
+
+    def on_exit(self, pid: int) -> None:
+        p = self._procs.get(pid)
+        if p is not None and p.exited_at is None:
+            p.exited_at = self._clock()
+            self._exited[pid] = p.exited_at
+        self.expire()
+
+    def apply(self, ev) -> None:
+        """Update the table from a process event (others are ignored)."""
+        kind = ev.kind
+        if kind == "fork":
+            self.on_fork(ev.pid, ev.child_pid, ev.ts, ev.cgroup_id)
+        elif kind == "exec":
+            self.on_exec(ev)
+        elif kind == "exit":
+            self.on_exit(ev.pid)
+
+    # -- questions ---------------------------------------------------------------------
+    def ancestors(self, pid: int, depth: int = 8) -> list[Proc]:
+        """Parent, grandparent… up to depth (stops at pid 1/0 or an unknown process)."""
+        out = []
+        p = self._procs.get(pid)
+        seen = {pid}
+        while p is not None and len(out) < depth:
+            ppid = p.ppid
+            if ppid <= 0 or ppid in seen:
+                break
+            seen.add(ppid)
+            p = self.lookup(ppid)
+            if p is None:
+                break
+            out.append(p)
+        return out
+
+    @staticmethod
+    def is_runtime_setup(p: Proc | None, comm: str = "") -> bool:
+        name = comm or (p.comm if p else "")
+        if name in RUNTIME_SETUP_COMMS or name.startswith("runc:["):
+            return True
+        exe = p.exe if p else ""
+        return exe.endswith(("/runc", "/crun"))
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _put(self, p: Proc) -> None:
+        old = self._procs.pop(p.pid, None)
+        if old is not None:
+            self._exited.pop(p.pid, None)     # pid reused
+        self._procs[p.pid] = p
+        if len(self._procs) > self.max_size:
+            self._evict()
+
+    def expire(self) -> None:
+        now = self._clock()
+        while self._exited:
+            pid, t = next(iter(self._exited.items()))
+            if now - t < self.exited_ttl:
+                break
+            self._exited.popitem(last=False)
+            p = self._procs.get(pid)
+            if p is not None and p.exited_at == t:
+                del self._procs[pid]
+
+    def _evict(self) -> None:
+        while len(self._procs) > self.max_size:
+            if self._exited:
+                pid, _ = self._exited.popitem(last=False)
+                self._procs.pop(pid, None)
+            else:
+                self._procs.popitem(last=False)
+            self.evicted += 1

@@ -1,0 +1,86 @@
+"""The agent's stages wired together: probes -> discovery and context -> consumers.
+
+    pipe = Pipeline(cfg)
+    pipe.start()
+    for item in pipe.step():     # one poll of the ring: enriched events, in order
+        ...
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from .config import Config
+from .context.cgroup_index import CgroupIndex
+from .context.discovery import Discovery
+from .context.enricher import Enricher
+from .context.pods import PodWatcher, api_client
+from .context.process_tree import ProcessTree
+from .context.registry import ContainerRegistry
+from .sensor import cgroups
+from .sensor.probes import Sensor
+
+log = logging.getLogger("mamori.pipeline")
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, extra_watch: tuple[str, ...] = ()):
+        self.cfg = cfg
+        self.extra_watch = extra_watch
+        self.sensor = Sensor(families=(*cfg.sensor.families, "cgroup"),
+                             ring_bytes=cfg.sensor.ring_bytes,
+                             all_processes=cfg.sensor.all_processes)
+        root = cgroups.cgroup2_root()
+        self.index = CgroupIndex(root)
+        self.registry = ContainerRegistry(self.index, cfg.context.container_parents)
+        self.discovery = Discovery(self.sensor, self.index, self.registry,
+                                   cfg.sensor.watched_cgroups + tuple(extra_watch))
+        self.tree = ProcessTree(cfg.context.process_table_size, cfg.context.exited_ttl_s,
+                                cgroup_id_of=self._cgroup_id_of)
+        self.pods: PodWatcher | None = None
+        self.enricher = Enricher(self.tree, self.registry, None, cfg.context.ancestors_depth)
+        self.startup_s = 0.0
+
+    def _cgroup_id_of(self, pid: int) -> int | None:
+        try:
+            path = cgroups.cgroup_of_pid(pid)
+            return cgroups.cgroup_id(self.index.root + path)
+        except (OSError, ValueError):
+            return None
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.sensor.start()
+        for sc, why in self.sensor.unavailable.items():
+            log.info("%s is not traced on this kernel: %s", sc, why)
+        self.discovery.start()
+        n = self.tree.scan()
+        log.info("process table: %d processes at start; %d container cgroups watched",
+                 n, len(self.discovery.containers))
+        client = api_client(self.cfg.kubernetes.mode, self.cfg.kubernetes.kubeconfig)
+        if client is None:
+            log.info("standalone: no Kubernetes API (container context from the runtime)")
+        else:
+            self.pods = PodWatcher(client, self.cfg.resolved_node_name())
+            self.pods.start()
+            self.enricher.pods = self.pods
+            log.info("watching pods on node %s", self.cfg.resolved_node_name())
+        self.startup_s = time.monotonic() - t0
+
+    def step(self) -> list:
+        """Consume the ring once; return the enriched events (discovery events are
+        handled here and not returned)."""
+        out = []
+        discovery, enrich = self.discovery, self.enricher.enrich
+        for ev in self.sensor.poll():
+            if ev.kind in ("cgroup_mkdir", "cgroup_rmdir"):
+                discovery.handle(ev)
+                continue
+            out.append(enrich(ev))
+        self.tree.expire()
+        return out
+
+    def close(self) -> None:
+        if self.pods is not None:
+            self.pods.stop()
+        self.sensor.close()
