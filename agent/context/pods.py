@@ -92,8 +92,15 @@ class PodWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        w = self._watch
+        if w is not None:
+            w.stop()
+            resp = getattr(w, "_resp", None)   # unblock a read waiting for the next event
+            if resp is not None:
+                try:
+                    resp.close()
+                except Exception:  # noqa: BLE001 - closing a dying connection
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -106,6 +113,8 @@ class PodWatcher:
                 self.watch_once()
                 failures = 0
             except Exception as e:  # noqa: BLE001 - every failure is retried and counted
+                if self._stop.is_set():
+                    return
                 from kubernetes.client.exceptions import ApiException
                 if isinstance(e, ApiException) and e.status == 410:
                     log.info("pod watch expired (410 Gone): listing again")
