@@ -103,3 +103,18 @@ def test_every_field_is_documented():
                 "init_module": "module", "umount2": "umount"}[sysname]
         f = decoder.decode(_record(kind, sys=("I", layout.SYSCALL_ID[sysname]))).fields()
         assert set(f) <= documented
+
+
+def test_context_fields_are_documented():
+    import os
+    import re
+    from agent.context.containers import ContainerInfo
+    from agent.context.enricher import Enriched
+    from agent.context.pods import PodInfo
+    doc = open(os.path.join(os.path.dirname(__file__), "../../docs/fields.md")).read()
+    documented = set(re.findall(r"`([a-z0-9]+\.[a-z_0-9]+)`", doc))
+    ev = decoder.decode(_record("open"))
+    for c, pod in ((None, None), (ContainerInfo("x", "runc", "/x"), None),
+                   (ContainerInfo("x", "runc", "/x"), PodInfo("ns", "p", "u"))):
+        f = Enriched(ev, "/bin/x", (), "/", ((1, "/sbin/init"),), False, c, pod, None).fields()
+        assert set(f) <= documented, sorted(set(f) - documented)
