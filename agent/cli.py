@@ -7,10 +7,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from . import config as configmod
-from .pipeline import Pipeline
+from .rules.ruleset import RulesError
+from .runtime import Agent
 from .sensor import cgroups
 from .sensor.layout import FAMILY_OF
 from .sensor.probes import Sensor, SensorError
@@ -97,6 +99,9 @@ def cmd_run(args) -> int:
     if args.node_name:
         overrides["node_name"] = args.node_name
     cfg = configmod.load(args.config, overrides)
+    if args.rules:
+        from dataclasses import replace
+        cfg = replace(cfg, rules=configmod.RulesConfig(tuple(args.rules)))
     logging.getLogger().setLevel(cfg.log_level.upper())
     extra = []
     if args.cgroup:
@@ -106,16 +111,48 @@ def cmd_run(args) -> int:
             if not os.path.isdir(d):
                 raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
             extra.append(d[len(root):] or "/")
-    pipe = Pipeline(cfg, extra_watch=tuple(extra))
-    pipe.start()
-    log.info("probes attached (%s) in %.2fs; mamori running on node %s",
-             ", ".join(pipe.sensor.families), pipe.startup_s, cfg.resolved_node_name())
     out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
+
+    def print_alert(alert):
+        out.write(alert.to_json() + "\n")
+        out.flush()
+
+    agent = Agent(cfg, cfg.rules.paths, outputs=[print_alert], extra_watch=tuple(extra))
     try:
-        return _stream(pipe.sensor, cfg.output.kinds, out, cfg.sensor.poll_interval_ms,
-                       poll=pipe.step)
+        agent.start()
+    except RulesError as e:
+        for p in e.problems:
+            print(f"mamori: {p}", file=sys.stderr)
+        print("mamori: not starting: the rules have errors", file=sys.stderr)
+        return 2
+    log.info("probes attached (%s) in %.2fs; mamori running on node %s",
+             ", ".join(agent.pipeline.sensor.families), agent.pipeline.startup_s, agent.node)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+    try:
+        while not stop.wait(0.5):
+            pass
     finally:
-        pipe.close()
+        agent.stop()
+    return 0
+
+
+def cmd_rules_check(args) -> int:
+    from .rules.ruleset import load as load_rules
+    rs, problems = load_rules(args.paths)
+    for p in problems:
+        print(p)
+    errors = sum(1 for p in problems if p.level == "error")
+    warnings = len(problems) - errors
+    if rs is not None:
+        tactics = len({r.tactic for r in rs.rules})
+        print(f"{len(rs.rules)} rules ({sum(r.enabled for r in rs.rules)} enabled) across "
+              f"{tactics} tactics; {warnings} warning(s)")
+        return 0
+    print(f"{errors} error(s), {warnings} warning(s)")
+    return 1
 
 
 def cmd_trace(args) -> int:
@@ -151,7 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent on this node")
     common(run)
     run.add_argument("--node-name", help="this node's name (default: $NODE_NAME, hostname)")
+    run.add_argument("--rules", action="append", metavar="PATH",
+                     help="rule file or directory (repeatable; replaces rules.paths)")
     run.set_defaults(func=cmd_run)
+
+    rules = sub.add_parser("rules", help="work with rule files")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rsub.add_parser("check", help="report every error in rule files, as "
+                            "file:line:col: message (exit 1 on errors)")
+    check.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    check.set_defaults(func=cmd_rules_check)
 
     tr = sub.add_parser("trace", help="print one JSON line per kernel event")
     common(tr)

@@ -61,6 +61,16 @@ class KubernetesConfig:
     kubeconfig: str = ""    # default: $KUBECONFIG, then ~/.kube/config
 
 
+DEFAULT_RULES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "rules"))
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    # rule files and directories, loaded in order: the defaults first, then your own files
+    # (which extend them with override:)
+    paths: tuple[str, ...] = (DEFAULT_RULES,)
+
+
 @dataclass(frozen=True)
 class Config:
     node_name: str = ""
@@ -69,6 +79,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -150,7 +161,7 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
-    top = ("context", "kubernetes", "log_level", "node_name", "output", "sensor")
+    top = ("context", "kubernetes", "log_level", "node_name", "output", "rules", "sensor")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -254,10 +265,23 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         else:
             kube = replace(kube, kubeconfig=k["kubeconfig"])
 
+    r = section("rules", {"paths"})
+    rules = RulesConfig()
+    if "paths" in r:
+        v = r["paths"]
+        if not isinstance(v, list) or not v or not all(isinstance(p, str) and p for p in v):
+            err("rules.paths", "must be a list of rule files or directories")
+        else:
+            base = os.path.dirname(os.path.abspath(where)) if where != "<defaults>" else ""
+            rules = RulesConfig(tuple(p if os.path.isabs(p) or not base
+                                      else os.path.normpath(os.path.join(base, p))
+                                      for p in v))
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
-                   sensor=sensor, output=output, context=context, kubernetes=kube)
+                   sensor=sensor, output=output, context=context, kubernetes=kube,
+                   rules=rules)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from .context.enricher import Enricher
 from .context.pods import PodWatcher, api_client
 from .context.process_tree import ProcessTree
 from .context.registry import ContainerRegistry
-from .sensor import cgroups
+from .sensor import cgroups, decoder
 from .sensor.probes import Sensor
 
 log = logging.getLogger("mamori.pipeline")
@@ -70,9 +70,21 @@ class Pipeline:
     def step(self) -> list:
         """Consume the ring once; return the enriched events (discovery events are
         handled here and not returned)."""
+        return self.process(self.sensor.poll_raw())
+
+    def process(self, records: list[bytes]) -> list:
+        """Decode raw records, keep discovery and the process table current, and return
+        the enriched events. Malformed records are counted and skipped."""
         out = []
         discovery, enrich = self.discovery, self.enricher.enrich
-        for ev in self.sensor.poll():
+        decode, stats = decoder.decode, self.sensor.stats
+        for raw in records:
+            try:
+                ev = decode(raw)
+            except decoder.MalformedEvent as e:
+                stats.malformed[str(e).split(" record")[0]] += 1
+                continue
+            stats.received[ev.kind] += 1
             if ev.kind in ("cgroup_mkdir", "cgroup_rmdir"):
                 discovery.handle(ev)
                 continue

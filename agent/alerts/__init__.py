@@ -1,0 +1,1 @@
+"""Alerts: what a rule match becomes, and where it goes."""

@@ -1,0 +1,1 @@
+"""Rules: the YAML language, the ATT&CK catalog, compilation and evaluation."""

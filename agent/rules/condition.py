@@ -1,0 +1,362 @@
+"""Conditions: parsed once, compiled into Python closures over enriched events.
+
+    condition := or-expression of and-expressions of [not] factors
+    factor    := ( condition ) | MACRO | FIELD OP VALUE | FIELD in ( VALUE|LIST, … )
+               | FIELD in LIST | FIELD exists
+    OP        := = != < <= > >= contains icontains startswith endswith glob regex
+
+A field that is missing on an event (a host process has no container.id) makes every
+comparison on it false; `not` inverts the result as usual. On a list field (proc.args,
+file.flags, proc.ancestors.exe…) a comparison holds when any element satisfies it, and
+`contains` means "has this element". On k8s.labels, `contains KEY` asks for a label key and
+`k8s.labels.KEY` reads one label.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+from . import fields as F
+
+KEYWORDS = {"and", "or", "not", "in", "exists"}
+WORD_OPS = {"contains", "icontains", "startswith", "endswith", "glob", "regex"}
+SYM_OPS = {"=", "!=", "<", "<=", ">", ">="}
+ORDER_OPS = {"<", "<=", ">", ">="}
+_TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|!=|=|<|>)|(?P<p>[(),])|"(?P<dq>(?:[^"\\]|\\.)*)"|'(?P<sq>(?:[^'\\]|\\.)*)'|(?P<w>[^\s(),=<>!"']+)|(?P<bad>\S))""")
+
+
+class ConditionError(Exception):
+    def __init__(self, message: str, offset: int = 0):
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(slots=True)
+class Tok:
+    kind: str       # op, p, str, word, end
+    text: str
+    pos: int
+
+
+def tokenize(text: str) -> list[Tok]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            break
+        start = m.start(m.lastgroup) if m.lastgroup else pos
+        if m.group("bad") is not None:
+            if m.group("bad") in "\"'":
+                raise ConditionError("unterminated quoted string", start)
+            raise ConditionError(f"unexpected character {m.group('bad')!r}", start)
+        if m.group("op"):
+            out.append(Tok("op", m.group("op"), start))
+        elif m.group("p"):
+            out.append(Tok("p", m.group("p"), start))
+        elif m.group("dq") is not None or m.group("sq") is not None:
+            raw = m.group("dq") if m.group("dq") is not None else m.group("sq")
+            out.append(Tok("str", re.sub(r"\\(.)", r"\1", raw), start - 1))
+        else:
+            out.append(Tok("word", m.group("w"), start))
+        pos = m.end()
+    out.append(Tok("end", "", len(text)))
+    return out
+
+
+@dataclass
+class Context:
+    """What names mean while compiling: lists (name -> values) and macros (name -> compiled
+    closure, compiled on first use)."""
+    lists: dict[str, list]
+    macro_src: dict[str, str]
+    compiled_macros: dict = field(default_factory=dict)
+    used_lists: set = field(default_factory=set)
+    used_macros: set = field(default_factory=set)
+    stack: list = field(default_factory=list)     # macros being compiled (recursion check)
+    broken: set = field(default_factory=set)      # macros whose own condition has errors
+
+
+@dataclass
+class Compiled:
+    fn: object                    # item -> bool
+    fields: set                   # field names used (macros included)
+    can: object = None            # kind -> bool: can the condition hold for that kind?
+
+
+def _always(kind):
+    return True
+
+
+class _Parser:
+    def __init__(self, text: str, ctx: Context):
+        self.toks = tokenize(text)
+        self.i = 0
+        self.ctx = ctx
+        self.fields: set[str] = set()
+
+    def peek(self) -> Tok:
+        return self.toks[self.i]
+
+    def next(self) -> Tok:
+        t = self.toks[self.i]
+        self.i += 1
+        return t
+
+    def expect(self, text: str) -> Tok:
+        t = self.next()
+        if t.text != text or t.kind not in ("p", "op", "word"):
+            raise ConditionError(f"expected {text!r}, found {t.text or 'end of condition'!r}",
+                                 t.pos)
+        return t
+
+    # condition := and ('or' and)*
+    # Every method returns (fn, can): fn(item) -> bool, can(kind) -> could fn be true for
+    # an event of that kind (a comparison on a field the kind never has cannot).
+    def parse(self):
+        fn = self.or_expr()
+        t = self.peek()
+        if t.kind != "end":
+            raise ConditionError(f"unexpected {t.text!r} (expected and, or, or the end)",
+                                 t.pos)
+        return fn
+
+    def or_expr(self):
+        parts = [self.and_expr()]
+        while self.peek().kind == "word" and self.peek().text == "or":
+            self.next()
+            parts.append(self.and_expr())
+        if len(parts) == 1:
+            return parts[0]
+        fns, cans = tuple(p[0] for p in parts), tuple(p[1] for p in parts)
+        return (lambda item: any(f(item) for f in fns)), (lambda k: any(c(k) for c in cans))
+
+    def and_expr(self):
+        parts = [self.not_expr()]
+        while self.peek().kind == "word" and self.peek().text == "and":
+            self.next()
+            parts.append(self.not_expr())
+        if len(parts) == 1:
+            return parts[0]
+        cans = tuple(p[1] for p in parts)
+        can = lambda k: all(c(k) for c in cans)  # noqa: E731
+        if len(parts) == 2:
+            a, b = parts[0][0], parts[1][0]
+            return (lambda item: a(item) and b(item)), can
+        fns = tuple(p[0] for p in parts)
+        return (lambda item: all(f(item) for f in fns)), can
+
+    def not_expr(self):
+        t = self.peek()
+        if t.kind == "word" and t.text == "not":
+            self.next()
+            inner = self.not_expr()[0]
+            return (lambda item: not inner(item)), _always
+        return self.factor()
+
+    def factor(self):
+        t = self.next()
+        if t.kind == "p" and t.text == "(":
+            fn = self.or_expr()
+            close = self.next()
+            if close.text != ")":
+                raise ConditionError("missing ')'", close.pos)
+            return fn
+        if t.kind == "end":
+            raise ConditionError("condition ends where a comparison was expected", t.pos)
+        if t.kind != "word" or t.text in KEYWORDS:
+            raise ConditionError(f"expected a field or macro, found {t.text!r}", t.pos)
+        name = t.text
+        if name in self.ctx.macro_src:
+            return self.macro(name, t.pos)
+        fld = F.lookup(name)
+        if fld is None:
+            nxt = self.peek()
+            looks_like_field = "." in name or nxt.kind == "op" or (
+                nxt.kind == "word" and (nxt.text in WORD_OPS or nxt.text in ("in", "exists")))
+            if looks_like_field:
+                raise ConditionError(f"unknown field {name!r}", t.pos)
+            raise ConditionError(f"undefined macro {name!r}", t.pos)
+        self.fields.add(name)
+        kinds = fld.kinds
+        return self.predicate(fld, t), (lambda k: k in kinds)
+
+    def macro(self, name: str, pos: int):
+        ctx = self.ctx
+        ctx.used_macros.add(name)
+        if name in ctx.stack:
+            raise ConditionError(f"macro {name!r} refers to itself "
+                                 f"({' -> '.join(ctx.stack + [name])})", pos)
+        if name in ctx.broken:
+            raise ConditionError(f"macro {name!r} has errors (reported where it is defined)",
+                                 pos)
+        if name not in ctx.compiled_macros:
+            ctx.stack.append(name)
+            try:
+                sub = _Parser(ctx.macro_src[name], ctx)
+                fn = sub.parse()
+            except ConditionError as e:
+                if not ctx.stack[:-1]:
+                    ctx.broken.add(name)
+                raise ConditionError(f"in macro {name!r}: {e}", pos) from None
+            finally:
+                ctx.stack.pop()
+            ctx.compiled_macros[name] = Compiled(fn[0], sub.fields, fn[1])
+        m = ctx.compiled_macros[name]
+        self.fields |= m.fields
+        return m.fn, m.can
+
+    # -- predicates --------------------------------------------------------------------
+    def predicate(self, fld: F.Field, ftok: Tok):
+        nxt = self.peek()
+        if fld.type == F.BOOL and not (nxt.kind == "op" or (nxt.kind == "word" and (
+                nxt.text in WORD_OPS or nxt.text in ("in", "exists")))):
+            get = fld.get
+            return lambda item: bool(get(item))        # a bare boolean field: is it true?
+        t = self.next()
+        if t.kind == "word" and t.text == "exists":
+            get = fld.get
+            if fld.type in F.LIST_TYPES or fld.type == F.MAP:
+                return lambda item: bool(get(item))
+            return lambda item: get(item) is not None
+        if t.kind == "word" and t.text == "in":
+            values = self.value_list(fld)
+            return _in(fld, frozenset(values))
+        if t.kind == "word" and t.text in WORD_OPS - {"regex"} and (
+                (self.peek().kind == "p" and self.peek().text == "(") or
+                (self.peek().kind == "word" and self.peek().text in self.ctx.lists)):
+            # startswith (a, b, list) …: any of the values
+            preds = tuple(_compare(fld, t.text, Tok("str", str(v), t.pos), self)
+                          for v in self.value_list(F.Field(fld.name, F.STR, fld.kinds,
+                                                           fld.get)))
+            return lambda item: any(p(item) for p in preds)
+        if t.kind == "op" or (t.kind == "word" and t.text in WORD_OPS):
+            op = t.text
+            v = self.next()
+            if v.kind not in ("word", "str"):
+                raise ConditionError(f"{op} needs a value after it", v.pos)
+            return _compare(fld, op, v, self)
+        raise ConditionError(f"unknown operator {t.text or 'end of condition'!r} after "
+                             f"{fld.name} (operators: =, !=, <, <=, >, >=, in, contains, "
+                             "icontains, startswith, endswith, glob, regex, exists)", t.pos)
+
+    def value_list(self, fld: F.Field) -> list:
+        t = self.peek()
+        if t.kind == "word" and t.text in self.ctx.lists:
+            self.next()
+            self.ctx.used_lists.add(t.text)
+            return [_convert(fld, x, t.pos) for x in self.ctx.lists[t.text]]
+        self.expect("(")
+        out = []
+        if self.peek().text == ")" and self.peek().kind == "p":
+            self.next()
+            return out
+        while True:
+            v = self.next()
+            if v.kind == "word" and v.text in self.ctx.lists:
+                self.ctx.used_lists.add(v.text)
+                out += [_convert(fld, x, v.pos) for x in self.ctx.lists[v.text]]
+            elif v.kind in ("word", "str"):
+                out.append(_convert(fld, v.text, v.pos))
+            else:
+                raise ConditionError(f"expected a value in the list, found "
+                                     f"{v.text or 'end of condition'!r}", v.pos)
+            sep = self.next()
+            if sep.text == ")":
+                return out
+            if sep.text != ",":
+                raise ConditionError("expected ',' or ')' in the list", sep.pos)
+
+
+def _convert(fld: F.Field, value, pos: int):
+    """A literal as the field's type, or a ConditionError saying why not."""
+    t = fld.type
+    if t in (F.INT, F.INTS):
+        if isinstance(value, bool):
+            raise ConditionError(f"{fld.name} is a number, not {value!r}", pos)
+        try:
+            return int(str(value), 0)
+        except ValueError:
+            raise ConditionError(f"{fld.name} is a number, not {value!r}", pos) from None
+    if t == F.BOOL:
+        s = str(value).lower()
+        if s not in ("true", "false"):
+            raise ConditionError(f"{fld.name} is true or false, not {value!r}", pos)
+        return s == "true"
+    return str(value)
+
+
+def _in(fld: F.Field, values: frozenset):
+    get = fld.get
+    if fld.type in F.LIST_TYPES:
+        return lambda item: any(x in values for x in (get(item) or ()))
+    if fld.type == F.MAP:
+        raise ConditionError(f"{fld.name} is a map: use 'contains KEY' or {fld.name}.KEY")
+
+    def pred(item):
+        v = get(item)
+        return v is not None and v in values
+    return pred
+
+
+def _compare(fld: F.Field, op: str, vtok: Tok, parser: _Parser):
+    get, t = fld.get, fld.type
+    if t == F.MAP:
+        if op != "contains":
+            raise ConditionError(f"{fld.name} is a map: only 'contains KEY', 'exists' and "
+                                 f"{fld.name}.KEY work on it", vtok.pos)
+        key = vtok.text
+        return lambda item: key in (get(item) or {})
+    if op in ORDER_OPS and t not in (F.INT, F.INTS):
+        raise ConditionError(f"{op} compares numbers; {fld.name} is a {t}", vtok.pos)
+    if op in WORD_OPS and t in (F.INT, F.INTS, F.BOOL):
+        raise ConditionError(f"{op} works on text; {fld.name} is a {t}", vtok.pos)
+    if op == "glob":
+        rx = re.compile(fnmatch.translate(vtok.text))
+        test = lambda v: rx.match(v) is not None  # noqa: E731
+    elif op == "regex":
+        try:
+            rx = re.compile(vtok.text)
+        except re.error as e:
+            raise ConditionError(f"bad regex {vtok.text!r}: {e}", vtok.pos) from None
+        test = lambda v: rx.search(v) is not None  # noqa: E731
+    else:
+        val = _convert(fld, vtok.text, vtok.pos)
+        if op in ("=", "contains") and t in F.LIST_TYPES:
+            test = lambda v: v == val  # noqa: E731  (list: has this element)
+        elif op == "=":
+            test = lambda v: v == val  # noqa: E731
+        elif op == "!=":
+            test = lambda v: v != val  # noqa: E731
+        elif op == "<":
+            test = lambda v: v < val  # noqa: E731
+        elif op == "<=":
+            test = lambda v: v <= val  # noqa: E731
+        elif op == ">":
+            test = lambda v: v > val  # noqa: E731
+        elif op == ">=":
+            test = lambda v: v >= val  # noqa: E731
+        elif op == "contains":
+            test = lambda v: val in v  # noqa: E731
+        elif op == "icontains":
+            low = val.lower()
+            test = lambda v: low in v.lower() if t not in F.LIST_TYPES else v.lower() == low  # noqa: E731,E501
+        elif op == "startswith":
+            test = lambda v: v.startswith(val)  # noqa: E731
+        else:  # endswith
+            test = lambda v: v.endswith(val)  # noqa: E731
+    if t in F.LIST_TYPES:
+        if op == "!=":
+            return lambda item: (lambda vs: vs is not None and all(test(x) for x in vs))(get(item))
+        return lambda item: any(test(x) for x in (get(item) or ()))
+
+    def pred(item):
+        v = get(item)
+        return v is not None and test(v)
+    return pred
+
+
+def compile_condition(text: str, ctx: Context) -> Compiled:
+    p = _Parser(text, ctx)
+    fn, can = p.parse()
+    return Compiled(fn, p.fields, can)
