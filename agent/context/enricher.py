@@ -12,8 +12,18 @@ from .process_tree import ProcessTree
 from .registry import ContainerRegistry
 
 
+def program_name(comm: str, filename: str, args: tuple) -> str:
+    """proc.name: the kernel's comm, except for a program re-executed through
+    /proc/self/exe (busybox applets in Alpine-style images, runc), whose comm is just "exe":
+    there the name it was run as (argv[0]'s base name) says what ran."""
+    if comm == "exe" and filename == "/proc/self/exe" and args:
+        return args[0].rsplit("/", 1)[-1][:15] or comm
+    return comm
+
+
 class Enriched(NamedTuple):
     event: object
+    name: str                 # proc.name (see program_name)
     exe: str
     args: tuple
     cwd: str
@@ -29,6 +39,7 @@ class Enriched(NamedTuple):
 
     def fields(self) -> dict:
         f = self.event.fields()
+        f["proc.name"] = self.name
         f["proc.exe"] = self.exe
         f["proc.args"] = self.args
         f["proc.cwd"] = self.cwd
@@ -70,6 +81,12 @@ class Enricher:
         if kind in ("fork", "exec"):
             self.tree.apply(ev)
         p = self.tree.lookup(ev.pid)
+        if kind == "exec":
+            name = program_name(ev.comm, ev.filename, ev.args)
+            if p is not None:
+                p.comm = name
+        else:
+            name = p.comm if p is not None and p.comm else ev.comm
         container = self.registry.lookup(ev.cgroup_id, ev.pid)
         setup = ProcessTree.is_runtime_setup(p, ev.comm)
         if container is not None and container.rootfs is None and not setup and \
@@ -87,7 +104,8 @@ class Enricher:
             exe, args = ev.exe, ev.args
         else:
             exe, args = (p.exe, p.args) if p else ("", ())
-        out = Enriched(ev, exe, args, p.cwd if p else "", ancestors, setup, container, pod, pc)
+        out = Enriched(ev, name, exe, args, p.cwd if p else "", ancestors, setup, container,
+                       pod, pc)
         if kind == "exit":
             self.tree.apply(ev)
         return out

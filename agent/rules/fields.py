@@ -105,7 +105,7 @@ _SPECS = [
     ("proc.vpid", INT, ALL, lambda i: i.event.vpid),
     ("proc.uid", INT, ALL, lambda i: i.event.uid),
     ("proc.gid", INT, ALL, lambda i: i.event.gid),
-    ("proc.name", STR, ALL, lambda i: i.event.comm),
+    ("proc.name", STR, ALL, lambda i: i.name),
     ("proc.cgroup_id", INT, ALL, lambda i: i.event.cgroup_id),
     ("proc.pidns", INT, ALL, lambda i: i.event.pidns),
     ("proc.mntns", INT, ALL, lambda i: i.event.mntns),

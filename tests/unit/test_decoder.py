@@ -116,5 +116,6 @@ def test_context_fields_are_documented():
     ev = decoder.decode(_record("open"))
     for c, pod in ((None, None), (ContainerInfo("x", "runc", "/x"), None),
                    (ContainerInfo("x", "runc", "/x"), PodInfo("ns", "p", "u"))):
-        f = Enriched(ev, "/bin/x", (), "/", ((1, "/sbin/init"),), False, c, pod, None).fields()
+        f = Enriched(ev, "x", "/bin/x", (), "/", ((1, "/sbin/init"),), False, c, pod,
+                     None).fields()
         assert set(f) <= documented, sorted(set(f) - documented)

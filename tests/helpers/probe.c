@@ -1,0 +1,86 @@
+/* A small static helper copied into the test image, for behaviour busybox cannot show.
+ *   probe spawn PROG ARGS...   run PROG as a child and wait (the parent keeps this exe:
+ *                              copy it to /tmp/node to look like a web runtime)
+ *   probe ptrace               fork a child, PTRACE_ATTACH to it, detach, kill it
+ *   probe traceme              PTRACE_TRACEME (a benign ptrace request)
+ *   probe memfd NAME           memfd_create(NAME) and exit
+ *   probe memfd-exec ARGS...   copy /bin/busybox into a memfd and execute it from there
+ *   probe touch PATH           create PATH (the first thing a program would do)
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: probe spawn|ptrace|traceme|memfd|memfd-exec|touch ...\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "spawn") && argc > 2) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execv(argv[2], argv + 2);
+            _exit(127);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    }
+    if (!strcmp(argv[1], "ptrace")) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            pause();
+            _exit(0);
+        }
+        usleep(20000);
+        long r = ptrace(PTRACE_ATTACH, pid, 0, 0);
+        if (r == 0) {
+            waitpid(pid, NULL, 0);
+            ptrace(PTRACE_DETACH, pid, 0, 0);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        printf("attach %ld\n", r);
+        return 0;
+    }
+    if (!strcmp(argv[1], "traceme")) {
+        printf("traceme %ld\n", ptrace(PTRACE_TRACEME, 0, 0, 0));
+        return 0;
+    }
+    if (!strcmp(argv[1], "memfd") && argc > 2) {
+        int fd = memfd_create(argv[2], MFD_CLOEXEC);
+        printf("memfd %d\n", fd);
+        return fd < 0;
+    }
+    if (!strcmp(argv[1], "memfd-exec")) {
+        int fd = memfd_create("payload", 0);
+        int src = open("/bin/busybox", O_RDONLY);
+        struct stat st;
+        if (fd < 0 || src < 0 || fstat(src, &st) < 0)
+            return 1;
+        if (sendfile(fd, src, NULL, st.st_size) != st.st_size)
+            return 1;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        execve(path, argv + 2, environ);
+        return 127;
+    }
+    if (!strcmp(argv[1], "touch") && argc > 2) {
+        int fd = open(argv[2], O_WRONLY | O_CREAT, 0644);
+        return fd < 0;
+    }
+    fprintf(stderr, "probe: unknown command %s\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,206 @@
+"""Every default rule, triggered by a real event from a real container, and a benign near
+miss that must not trigger it."""
+import os
+import pty
+import subprocess
+import time
+
+import pytest
+
+from agent import config
+from agent.pipeline import Pipeline
+from agent.rules.engine import RuleEngine
+from agent.config import DEFAULT_RULES
+
+
+def _host_file(path, text="x\n", mode=0o600):
+    def setup(c):
+        full = os.path.join(c.rootfs, path.lstrip("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(text)
+        os.chmod(full, mode)
+    return setup
+
+
+def _files(*paths):
+    fns = [_host_file(p) for p in paths]
+    return lambda c: [f(c) for f in fns]
+
+
+WGET = "wget -q -T 1 -O /dev/null http://127.0.0.1:{}/ ; true"   # busybox wget: the exec
+NC = "nc -w 1 {} {} < /dev/null; true"                              # a real connect()
+COPY = "cp /bin/busybox /home/app/{0} && /home/app/{0} ; true"
+
+# rule -> (trigger script, near-miss script, setup run from the host before both)
+CASES = {
+    "Vulnerability scanner run in a container": (COPY.format("nuclei"), COPY.format("nucleus"), None),
+    "Shell spawned by a web server": (
+        "cp /usr/local/bin/probe /tmp/node && /tmp/node spawn /bin/sh -c 'echo hi'",
+        "cp /usr/local/bin/probe /tmp/worker && /tmp/worker spawn /bin/sh -c 'echo hi'", None),
+    "Interactive shell in a container": ("TTY", "exit 0", None),
+    "Shell with a network socket for stdio": (
+        "(nc -l -p 7001 -e /bin/sh &) ; sleep 0.3; echo exit | nc 127.0.0.1 7001; sleep 0.2",
+        "echo exit | /bin/sh", None),
+    "Program run from a temporary directory": (
+        "cp /bin/busybox /tmp/tool && /tmp/tool true",
+        "cp /bin/busybox /home/app/tool && /home/app/tool true", None),
+    "Container administration tool run in a container": (COPY.format("kubectl"), COPY.format("kubecfg"), None),
+    "Base64 decoding in a container": ("echo aGk= | base64 -d", "echo hi | base64", None),
+    "Cron job written in a container": (
+        "echo '* * * * * id' >> /var/spool/cron/crontabs/root",
+        "cat /etc/crontab 2>/dev/null; ls /var/spool/cron/crontabs", None),
+    "Systemd unit written in a container": (
+        "mkdir -p /etc/systemd/system && echo x > /etc/systemd/system/evil.service",
+        "echo x > /tmp/evil.service", None),
+    "SSH authorized keys changed": (
+        "mkdir -p /root/.ssh && echo key >> /root/.ssh/authorized_keys",
+        "mkdir -p /root/.ssh && echo host >> /root/.ssh/known_hosts", None),
+    "Shell startup file changed": ("echo x=1 >> /root/.profile",
+                                   "cat /etc/profile 2>/dev/null; echo x >> /root/notes.txt",
+                                   None),
+    "Local account added": ("echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd",
+                            "cat /etc/passwd > /dev/null", None),
+    "Write below a binary directory": ("echo x > /usr/local/bin/evil",
+                                       "echo x > /home/app/evil", None),
+    "Dynamic linker preload configured": ("echo /tmp/x.so > /etc/ld.so.preload",
+                                          "cat /etc/ld.so.preload 2>/dev/null; true", None),
+    "Setuid or setgid bit set": ("echo > /tmp/f; chmod u+s /tmp/f",
+                                 "echo > /tmp/f; chmod 755 /tmp/f", None),
+    "Namespace change in a container": ("unshare -m true; true", "unshare --help; true", None),
+    "Mount attempted in a container": ("mount -t tmpfs none /mnt; true", "mount > /dev/null",
+                                       None),
+    "Kernel escape file written": (
+        "echo '|/tmp/x' > /proc/sys/kernel/core_pattern; true",
+        "cat /proc/sys/kernel/core_pattern > /dev/null", None),
+    "Ptrace attach in a container": ("probe ptrace", "probe traceme", None),
+    "Shell history deleted or truncated": ("rm /root/.ash_history", "rm /root/notes",
+                                           _files("/root/.ash_history", "/root/notes")),
+    "Log file deleted or truncated": (": > /var/log/app.log", "echo line >> /var/log/app.log",
+                                      _files("/var/log/app.log")),
+    "Timestamps forged with touch": ("/bin/touch -d '2020-01-01 00:00' /tmp/f", "/bin/touch /tmp/f",
+                                     None),
+    "Memory file created in a container": ("probe memfd x", "probe touch /dev/shm/x", None),
+    "Hidden program run": ("cp /bin/busybox /tmp/.hidden && /tmp/.hidden true",
+                           "cp /bin/busybox /tmp/visible && /tmp/visible true", None),
+    "Firewall changed in a container": (COPY.format("iptables"), "ipcalc 10.0.0.1/24", None),
+    "Compiler run in a container": (COPY.format("gcc"), "echo x | gzip > /dev/null", None),
+    "Mamori tampered with": ("/usr/bin/killall mamori; true",
+                             "/usr/bin/killall nosuchprocess; true", None),
+    "Shadow file read in a container": ("cat /etc/shadow > /dev/null",
+                                        "cat /etc/passwd > /dev/null", None),
+    "SSH private key read": ("cat /root/.ssh/id_ed25519 > /dev/null",
+                             "cat /root/.ssh/id_ed25519.pub > /dev/null",
+                             _files("/root/.ssh/id_ed25519", "/root/.ssh/id_ed25519.pub")),
+    "Service account token read by an unexpected program": (
+        "cat /var/run/secrets/kubernetes.io/serviceaccount/token > /dev/null",
+        "/bin/ls /var/run/secrets/kubernetes.io/serviceaccount/ > /dev/null",
+        _files("/var/run/secrets/kubernetes.io/serviceaccount/token")),
+    "Process memory or environment read through /proc": ("cat /proc/1/environ > /dev/null",
+                                                         "cat /proc/1/status > /dev/null",
+                                                         None),
+    "Shell history read": ("cat /root/.ash_history > /dev/null",
+                           "cat /root/.profile > /dev/null",
+                           _files("/root/.ash_history", "/root/.profile")),
+    "Cloud metadata service contacted": (
+        NC.format("169.254.169.254", 80), NC.format("127.0.0.1", 80), None),
+    "Network scanner run in a container": (COPY.format("nmap"), COPY.format("nmapper"), None),
+    "Kubernetes API or kubelet contacted from a container": (NC.format("127.0.0.1", 6443),
+                                                             NC.format("127.0.0.1", 8080),
+                                                             None),
+    "System reconnaissance commands in a container": ("/bin/uname -a > /dev/null", "/bin/date > /dev/null",
+                                                      None),
+    "Remote shell client run in a container": (COPY.format("ssh"), COPY.format("ssh-keygen"),
+                                               None),
+    "Sensitive directories archived": ("tar cf /tmp/a.tar /etc/hostname",
+                                       "mkdir -p /tmp/data && tar cf /tmp/b.tar /tmp/data", None),
+    "Download tool run in a container": (WGET.format(1), "echo wget", None),
+    "Package manager run in a container": (COPY.format("apk"), COPY.format("apkinfo"), None),
+    "Netcat or socat run in a container": ("nc 127.0.0.1 1 < /dev/null; true",
+                                           COPY.format("ncal"), None),
+    "Connection to a proxy or Tor port": (NC.format("127.0.0.1", 9050),
+                                          NC.format("127.0.0.1", 8080), None),
+    "File upload with a command-line HTTP client": (
+        "wget -q -T 1 --post-file=/etc/hostname http://127.0.0.1:1/ ; true", WGET.format(1),
+        None),
+    "Connection to a mining pool port": (NC.format("127.0.0.1", 3333),
+                                         NC.format("127.0.0.1", 8080), None),
+    "Cryptocurrency miner run": (COPY.format("xmrig"), COPY.format("xmrig-notes"), None),
+    "Secure deletion tool run": ("echo x > /tmp/f; shred /tmp/f",
+                                 "echo x > /tmp/f; rm /tmp/f", None),
+}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = RuleEngine([DEFAULT_RULES])
+    e.load()
+    return e
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = Pipeline(config.load(None, {"kubernetes.mode": "off"}))
+    p.start()
+    yield p
+    p.close()
+
+
+def test_every_default_rule_has_a_case(engine):
+    assert sorted(CASES) == sorted(r.name for r in engine.ruleset.rules)
+    assert len(CASES) >= 40
+    assert len({r.tactic for r in engine.ruleset.rules}) >= 11
+
+
+def _run(c, script):
+    if script == "TTY":
+        # runc exec -t gives the shell a real pseudo-terminal, as kubectl exec -it does
+        master, slave = pty.openpty()
+        try:
+            subprocess.run(["runc", "exec", "-t", c.id, "/bin/sh", "-c", "exit 0"],
+                           stdin=slave, stdout=slave, stderr=slave, timeout=30, check=True)
+        finally:
+            os.close(master)
+            os.close(slave)
+    else:
+        c.sh(script, check=False)
+
+
+def _matches(pipe, engine, c, script, items):
+    """Run script in c, then a sentinel; return the rules that matched its events."""
+    _run(c, script)
+    sentinel = f"sentinel-{time.monotonic_ns()}"
+    c.exec("/bin/true", sentinel)
+    deadline = time.monotonic() + 10
+    seen = False
+    while time.monotonic() < deadline and not seen:
+        for item in pipe.step():
+            if item.container is None or item.container.id != c.id:
+                continue
+            if item.kind == "exec" and item.event.args == ("/bin/true", sentinel):
+                seen = True
+            items.append(item)
+        time.sleep(0.02)
+    assert seen, "the sentinel exec never arrived"
+    names = set()
+    for item in items:
+        names |= {r.name for r in engine.ruleset.evaluate(item)}
+    return names
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_fires_on_the_behaviour_and_not_on_its_near_miss(rule, pipe, engine, containers):
+    trigger, miss, setup = CASES[rule]
+    c = containers(network=True)
+    if setup:
+        setup(c)
+    near = _matches(pipe, engine, c, miss, [])
+    assert rule not in near, f"near miss {miss!r} triggered {rule!r}"
+    hit_items = []
+    hit = _matches(pipe, engine, c, trigger, hit_items)
+    assert rule in hit, f"{trigger!r} did not trigger {rule!r} (fired: {sorted(hit)})"
+    r = engine.ruleset.rule(rule)
+    [item] = [i for i in hit_items if r.match(i)][:1]
+    out = r.render(item)
+    assert "%" not in out and c.id not in ("",)
+    assert item.container.id == c.id
