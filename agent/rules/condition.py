@@ -246,6 +246,8 @@ class _Parser:
             self.next()
             self.ctx.used_lists.add(t.text)
             return [_convert(fld, x, t.pos) for x in self.ctx.lists[t.text]]
+        if t.kind == "word" and t.text not in KEYWORDS:
+            raise ConditionError(f"undefined list {t.text!r}", t.pos)
         self.expect("(")
         out = []
         if self.peek().text == ")" and self.peek().kind == "p":

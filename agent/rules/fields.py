@@ -8,8 +8,8 @@ from typing import Callable
 
 from ..sensor.layout import FAMILIES, KINDS
 
-STR, INT, BOOL, STRS, INTS, MAP = "string", "integer", "boolean", "list of strings", \
-    "list of integers", "map"
+STR, INT, BOOL, STRS, INTS, MAP = "string", "number", "boolean", "list of strings", \
+    "list of numbers", "map"
 LIST_TYPES = (STRS, INTS)
 
 EVENT_KINDS = tuple(k for k in KINDS if not k.startswith("cgroup_"))

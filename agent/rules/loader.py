@@ -198,7 +198,7 @@ def merge(items: list[Item], problems: list[Problem]) -> dict[str, dict[str, Ite
                 continue
             new = it.values[key]
             if how == "append":
-                old = merged.values.get(key)
+                old = merged.values.get(key, [] if key != "condition" else None)
                 if key == "condition":
                     merged.values[key] = f"({old}) {new}"
                 elif isinstance(old, list) and isinstance(new, list):
