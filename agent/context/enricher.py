@@ -99,7 +99,7 @@ class Enricher:
                 pod = self.pods.pod_by_uid(container.pod_uid)
             if pod is not None:
                 pc = pod.containers.get(container.id)
-        ancestors = tuple((a.pid, a.exe) for a in self.tree.ancestors(ev.pid, self.depth))
+        ancestors = self.tree.ancestry(ev.pid, self.depth)
         if kind == "exec":
             exe, args = ev.exe, ev.args
         else:

@@ -84,6 +84,9 @@ class ProcessTree:
         self._procs: OrderedDict[int, Proc] = OrderedDict()
         self._exited: OrderedDict[int, float] = OrderedDict()   # pid -> exit time
         self.evicted = 0
+        # ancestry per pid, valid while no exec, exit or fork changed the table
+        self._version = 0
+        self._ancestry: dict[tuple[int, int], tuple] = {}
 
     def __len__(self):
         return len(self._procs)
@@ -145,6 +148,9 @@ class ProcessTree:
     def apply(self, ev) -> None:
         """Update the table from a process event (others are ignored)."""
         kind = ev.kind
+        self._version += 1
+        if len(self._ancestry) > 4096:
+            self._ancestry.clear()
         if kind == "fork":
             self.on_fork(ev.pid, ev.child_pid, ev.ts, ev.cgroup_id)
         elif kind == "exec":
@@ -153,6 +159,17 @@ class ProcessTree:
             self.on_exit(ev.pid)
 
     # -- questions ---------------------------------------------------------------------
+    def ancestry(self, pid: int, depth: int = 8) -> tuple:
+        """((pid, exe), …) of the ancestors, parent first; cached until the table changes
+        (a storm of file events from one process walks its ancestry once)."""
+        key = (pid, depth)
+        hit = self._ancestry.get(key)
+        if hit is not None and hit[0] == self._version:
+            return hit[1]
+        out = tuple((a.pid, a.exe) for a in self.ancestors(pid, depth))
+        self._ancestry[key] = (self._version, out)
+        return out
+
     def ancestors(self, pid: int, depth: int = 8) -> list[Proc]:
         """Parent, grandparent… up to depth (stops at pid 1/0 or an unknown process)."""
         out = []

@@ -88,6 +88,47 @@ def _always(kind):
     return True
 
 
+def _memo(fn):
+    """A macro is evaluated once per event, however many rules use it: the result for the
+    last item is kept (rules are evaluated one event at a time, in one thread)."""
+    last = [None, False]
+
+    def macro(item):
+        if last[0] is item:
+            return last[1]
+        r = fn(item)
+        last[0], last[1] = item, r
+        return r
+    return macro
+
+
+def _all(fns):
+    """a(i) and b(i) and … as nested closures (faster than all() over a generator)."""
+    if len(fns) == 1:
+        return fns[0]
+    if len(fns) == 2:
+        a, b = fns
+        return lambda item: a(item) and b(item)
+    if len(fns) == 3:
+        a, b, c = fns
+        return lambda item: a(item) and b(item) and c(item)
+    head, rest = fns[0], _all(fns[1:])
+    return lambda item: head(item) and rest(item)
+
+
+def _any(fns):
+    if len(fns) == 1:
+        return fns[0]
+    if len(fns) == 2:
+        a, b = fns
+        return lambda item: a(item) or b(item)
+    if len(fns) == 3:
+        a, b, c = fns
+        return lambda item: a(item) or b(item) or c(item)
+    head, rest = fns[0], _any(fns[1:])
+    return lambda item: head(item) or rest(item)
+
+
 class _Parser:
     def __init__(self, text: str, ctx: Context):
         self.toks = tokenize(text)
@@ -128,8 +169,8 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
-        fns, cans = tuple(p[0] for p in parts), tuple(p[1] for p in parts)
-        return (lambda item: any(f(item) for f in fns)), (lambda k: any(c(k) for c in cans))
+        cans = tuple(p[1] for p in parts)
+        return _any([p[0] for p in parts]), (lambda k: any(c(k) for c in cans))
 
     def and_expr(self):
         parts = [self.not_expr()]
@@ -139,12 +180,7 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         cans = tuple(p[1] for p in parts)
-        can = lambda k: all(c(k) for c in cans)  # noqa: E731
-        if len(parts) == 2:
-            a, b = parts[0][0], parts[1][0]
-            return (lambda item: a(item) and b(item)), can
-        fns = tuple(p[0] for p in parts)
-        return (lambda item: all(f(item) for f in fns)), can
+        return _all([p[0] for p in parts]), (lambda k: all(c(k) for c in cans))
 
     def not_expr(self):
         t = self.peek()
@@ -201,7 +237,7 @@ class _Parser:
                 raise ConditionError(f"in macro {name!r}: {e}", pos) from None
             finally:
                 ctx.stack.pop()
-            ctx.compiled_macros[name] = Compiled(fn[0], sub.fields, fn[1])
+            ctx.compiled_macros[name] = Compiled(_memo(fn[0]), sub.fields, fn[1])
         m = ctx.compiled_macros[name]
         self.fields |= m.fields
         return m.fn, m.can
@@ -226,10 +262,11 @@ class _Parser:
                 (self.peek().kind == "p" and self.peek().text == "(") or
                 (self.peek().kind == "word" and self.peek().text in self.ctx.lists)):
             # startswith (a, b, list) …: any of the values
-            preds = tuple(_compare(fld, t.text, Tok("str", str(v), t.pos), self)
-                          for v in self.value_list(F.Field(fld.name, F.STR, fld.kinds,
-                                                           fld.get)))
-            return lambda item: any(p(item) for p in preds)
+            values = self.value_list(F.Field(fld.name, F.STR, fld.kinds, fld.get))
+            if t.text in ("startswith", "endswith") and fld.type == F.STR:
+                return _prefix_suffix(fld.get, t.text, tuple(str(v) for v in values))
+            return _any([_compare(fld, t.text, Tok("str", str(v), t.pos), self)
+                         for v in values])
         if t.kind == "op" or (t.kind == "word" and t.text in WORD_OPS):
             op = t.text
             v = self.next()
@@ -301,6 +338,38 @@ def _in(fld: F.Field, values: frozenset):
     return pred
 
 
+def _prefix_suffix(get, op, values: tuple):
+    if op == "startswith":
+        def pred(item):
+            v = get(item)
+            return v is not None and v.startswith(values)
+    else:
+        def pred(item):
+            v = get(item)
+            return v is not None and v.endswith(values)
+    return pred
+
+
+def _scalar(get, op, val):
+    """Closures for the common comparisons on a scalar field, written out (one call per
+    test instead of two)."""
+    if op == "=":
+        return lambda item: get(item) == val
+    if op in ("startswith", "endswith"):
+        return _prefix_suffix(get, op, val)
+    if op == "contains":
+        def pred(item):
+            v = get(item)
+            return v is not None and val in v
+        return pred
+    if op == "!=":
+        def pred(item):
+            v = get(item)
+            return v is not None and v != val
+        return pred
+    return None
+
+
 def _compare(fld: F.Field, op: str, vtok: Tok, parser: _Parser):
     get, t = fld.get, fld.type
     if t == F.MAP:
@@ -313,6 +382,9 @@ def _compare(fld: F.Field, op: str, vtok: Tok, parser: _Parser):
         raise ConditionError(f"{op} compares numbers; {fld.name} is a {t}", vtok.pos)
     if op in WORD_OPS and t in (F.INT, F.INTS, F.BOOL):
         raise ConditionError(f"{op} works on text; {fld.name} is a {t}", vtok.pos)
+    if t in (F.STR, F.INT, F.BOOL) and op in ("=", "!=", "startswith", "endswith",
+                                              "contains"):
+        return _scalar(get, op, _convert(fld, vtok.text, vtok.pos))
     if op == "glob":
         rx = re.compile(fnmatch.translate(vtok.text))
         test = lambda v: rx.match(v) is not None  # noqa: E731

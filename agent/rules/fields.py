@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..sensor.layout import FAMILIES, KINDS
+from ..sensor.names import writable
 
 STR, INT, BOOL, STRS, INTS, MAP = "string", "number", "boolean", "list of strings", \
     "list of numbers", "map"
@@ -141,8 +142,7 @@ _SPECS = [
     ("file.setuid", BOOL, {"chmod"}, lambda i: bool(getattr(i.event, "mode", 0) & 0o4000)),
     ("file.setgid", BOOL, {"chmod"}, lambda i: bool(getattr(i.event, "mode", 0) & 0o2000)),
     ("file.writable", BOOL, {"open"},
-     lambda i: bool(set(getattr(i.event, "flags", ())) &
-                    {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"})),
+     lambda i: i.event.kind == "open" and writable(i.event.flags)),
     # network
     ("net.family", STR, NET, _ev("family")),
     ("net.protocol", STR, NET, _ev("protocol")),

@@ -112,7 +112,7 @@ def compile_items(merged: dict[str, dict[str, Item]], catalog: attack.Catalog,
         try:
             p = C._Parser(macro_src[name], ctx)
             fn, can = p.parse()
-            ctx.compiled_macros.setdefault(name, C.Compiled(fn, p.fields, can))
+            ctx.compiled_macros.setdefault(name, C.Compiled(C._memo(fn), p.fields, can))
         except C.ConditionError as e:
             ctx.broken.add(name)
             msg = str(e)

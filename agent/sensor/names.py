@@ -37,6 +37,20 @@ def open_flags(flags: int) -> tuple[str, ...]:
     return out
 
 
+_WRITE_FLAGS = frozenset(("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"))
+_writable: dict[tuple, bool] = {}
+
+
+def writable(flags: tuple) -> bool:
+    """Does an open with these flag names write (or create, or truncate)? Cached."""
+    w = _writable.get(flags)
+    if w is None:
+        w = bool(_WRITE_FLAGS.intersection(flags))
+        if len(_writable) < 4096:
+            _writable[flags] = w
+    return w
+
+
 def bit_names(value: int, table: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
     names, rest = [], value
     for name, bit in table:
