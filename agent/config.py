@@ -61,6 +61,15 @@ class KubernetesConfig:
     kubeconfig: str = ""    # default: $KUBECONFIG, then ~/.kube/config
 
 
+@dataclass(frozen=True)
+class DriftConfig:
+    # Kill drifted programs before they run (in the kernel, at exec), in these containers:
+    prevent_all: bool = False                 # every container
+    prevent_namespaces: tuple[str, ...] = ()  # containers of pods in these namespaces
+    prevent_images: tuple[str, ...] = ()      # containers of these images (globs)
+    hash_max_bytes: int = 64 << 20            # sha256 of drifted files up to this size
+
+
 DEFAULT_RULES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "rules"))
 
 
@@ -80,6 +89,7 @@ class Config:
     context: ContextConfig = field(default_factory=ContextConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -161,7 +171,8 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
-    top = ("context", "kubernetes", "log_level", "node_name", "output", "rules", "sensor")
+    top = ("context", "drift", "kubernetes", "log_level", "node_name", "output", "rules",
+           "sensor")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -277,11 +288,31 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                                       else os.path.normpath(os.path.join(base, p))
                                       for p in v))
 
+    d = section("drift", set(DriftConfig.__dataclass_fields__))
+    drift = DriftConfig()
+    if "prevent_all" in d:
+        if not isinstance(d["prevent_all"], bool):
+            err("drift.prevent_all", "must be true or false")
+        else:
+            drift = replace(drift, prevent_all=d["prevent_all"])
+    for key in ("prevent_namespaces", "prevent_images"):
+        if key in d:
+            v = d[key]
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                err(f"drift.{key}", "must be a list of strings")
+            else:
+                drift = replace(drift, **{key: tuple(v)})
+    if "hash_max_bytes" in d:
+        try:
+            drift = replace(drift, hash_max_bytes=parse_size(d["hash_max_bytes"]))
+        except (ValueError, TypeError):
+            err("drift.hash_max_bytes", "expected a size such as 64Mi")
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
-                   rules=rules)
+                   rules=rules, drift=drift)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

@@ -17,6 +17,8 @@ from .context.enricher import Enricher
 from .context.pods import PodWatcher, api_client
 from .context.process_tree import ProcessTree
 from .context.registry import ContainerRegistry
+from .drift.detector import DriftDetector, Hasher
+from .drift.prevention import DriftPrevention
 from .sensor import cgroups, decoder
 from .sensor.probes import Sensor
 
@@ -31,6 +33,7 @@ class Pipeline:
                              ring_bytes=cfg.sensor.ring_bytes,
                              all_processes=cfg.sensor.all_processes)
         root = cgroups.cgroup2_root()
+        self.sensor.cgroup_root = root
         self.index = CgroupIndex(root)
         self.registry = ContainerRegistry(self.index, cfg.context.container_parents)
         self.discovery = Discovery(self.sensor, self.index, self.registry,
@@ -38,7 +41,14 @@ class Pipeline:
         self.tree = ProcessTree(cfg.context.process_table_size, cfg.context.exited_ttl_s,
                                 cgroup_id_of=self._cgroup_id_of)
         self.pods: PodWatcher | None = None
-        self.enricher = Enricher(self.tree, self.registry, None, cfg.context.ancestors_depth)
+        hasher = Hasher(cfg.drift.hash_max_bytes)
+        self.prevention = DriftPrevention(self.sensor, hasher, cfg.drift.prevent_all,
+                                          cfg.drift.prevent_namespaces,
+                                          cfg.drift.prevent_images)
+        self.discovery.on_container = self.prevention.consider
+        self.discovery.on_gone = self.prevention.forget
+        self.enricher = Enricher(self.tree, self.registry, None, cfg.context.ancestors_depth,
+                                 DriftDetector(hasher))
         self.startup_s = 0.0
 
     def _cgroup_id_of(self, pid: int) -> int | None:
@@ -78,6 +88,7 @@ class Pipeline:
         out = []
         discovery, enrich = self.discovery, self.enricher.enrich
         decode, stats = decoder.decode, self.sensor.stats
+        prevention = self.prevention
         for raw in records:
             try:
                 ev = decode(raw)
@@ -88,7 +99,16 @@ class Pipeline:
             if ev.kind in ("cgroup_mkdir", "cgroup_rmdir"):
                 discovery.handle(ev)
                 continue
-            out.append(enrich(ev))
+            item = enrich(ev)
+            if prevention.active and item.container is not None:
+                cg = ev.cgroup_id
+                if cg not in prevention.enforced:
+                    prevention.consider(cg, item.container,
+                                        item.pod.namespace if item.pod else
+                                        item.container.pod_namespace or None)
+                if ev.kind == "open":
+                    prevention.on_item(item)
+            out.append(item)
         self.tree.expire()
         return out
 

@@ -63,6 +63,27 @@ struct inflight {
 };
 BPF_TABLE("lru_hash", u32, struct inflight, inflight, 32768);
 
+/* Drift prevention. Containers (cgroup ids) whose policy says "prevent drift": an exec there
+ * of a program that is not in the image is killed before its first instruction. */
+BPF_HASH(drift_enforced, u64, u8, 8192);
+
+/* Overlay inodes, by device and inode number. */
+struct inode_key {
+    u64 ino;
+    u32 dev;
+    u32 pad;
+};
+/* Opens for writing, per overlay inode, in watched containers (counted in the kernel). */
+BPF_HASH(inode_writes, struct inode_key, u64, 65536);
+/* Copy-ups user space found unchanged from the image: inode -> inode_writes when it
+ * compared the contents. Valid only while no open for writing came after. */
+BPF_HASH(copyup_verified, struct inode_key, u64, 65536);
+
+#define OVERLAYFS_MAGIC_ 0x794c7630
+#define TMPFS_MAGIC_ 0x01021994
+#define RAMFS_MAGIC_ 0x858458f6
+#define HUGETLBFS_MAGIC_ 0x958458f6
+
 static __always_inline void count_drop(u32 kind)
 {
     u64 *n = drop_counts.lookup(&kind);

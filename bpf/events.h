@@ -17,6 +17,9 @@
 #define F_TRUNC_PATH2 0x2
 #define F_TRUNC_ARGS 0x4
 #define F_EXE_UNREACHABLE 0x8
+#define F_PREVENTED 0x10
+#define OVL_UPPER 1
+#define OVL_LOWER 2
 
 enum event_kind {
     EV_EXEC = 1,
@@ -107,6 +110,8 @@ struct exec_event {
     u32 fd_rdev[3];
     u32 args_len;
     u32 depth;
+    u32 ovl;
+    u32 pad;
     char filename[256];
     char comps[32][64];
     char args[2048];

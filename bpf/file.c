@@ -10,6 +10,30 @@
     do { if (is_watched()) stash(kind, sys, (u64)(path), (u64)(flags), (u64)(mode), \
                                  (u64)(s64)(fd), (u64)(path2)); } while (0)
 
+#define O_ACCMODE_ 03
+#define O_CREAT_ 0100
+#define O_TRUNC_ 01000
+
+/* An overlay file opened for writing: count it, so that a copy-up user space verified as
+ * unchanged stops being trusted once it may have been written. */
+static __always_inline void count_write(void *task, s64 fd)
+{
+    void *file = file_of_fd(task, fd);
+    if (!file)
+        return;
+    void *inode = READ_PTR(file, FILE_INODE);
+    void *sb = READ_PTR(inode, INODE_SB);
+    if ((u32)READ_U64(sb, SB_MAGIC) != OVERLAYFS_MAGIC_)
+        return;
+    struct inode_key k = {.ino = READ_U64(inode, INODE_INO), .dev = READ_U32(sb, SB_DEV)};
+    u64 one = 1;
+    u64 *n = inode_writes.lookup(&k);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        inode_writes.update(&k, &one);
+}
+
 static __always_inline int file_exit(long ret)
 {
     if (!is_watched())
@@ -46,6 +70,8 @@ static __always_inline int file_exit(long ret)
         e->ret = ret;
         e->sys = in->sys;
         e->flags = in->a[1];
+        if (kind == EV_OPEN && ret >= 0 && (in->a[1] & (O_ACCMODE_ | O_TRUNC_ | O_CREAT_)))
+            count_write((void *)bpf_get_current_task(), ret);
         e->mode = in->a[2];
         e->fd = (s32)in->a[3];
         e->path[0] = 0;

@@ -55,8 +55,64 @@ static __always_inline void exe_path(struct exec_event *e, void *file)
     e->depth = i;
 }
 
+/* Which overlay layers an inode is in (OVL_UPPER, OVL_LOWER); 0 if not on overlayfs. */
+static __always_inline u32 ovl_layers(void *inode, u32 fs_magic)
+{
+#ifdef HAVE_OVL
+    if (fs_magic != OVERLAYFS_MAGIC_)
+        return 0;
+    void *oi = inode - OVL_INODE_VFS;
+    void *upper = READ_PTR(oi, OVL_INODE_UPPER);
+    void *oe = READ_PTR(oi, OVL_INODE_OE);
+    u32 numlower = oe ? READ_U32(oe, OVL_ENTRY_NUMLOWER) : 0;
+    return (upper ? OVL_UPPER : 0) | (numlower ? OVL_LOWER : 0);
+#else
+    return 0;
+#endif
+}
+
+/* Is this program drift that the kernel can decide on alone? Not in the image's layers
+ * (upper only), possibly modified (an upper copy opened for writing since it was copied up
+ * and not found unchanged by user space since), on tmpfs, or deleted. A memfd lives on
+ * tmpfs (or hugetlbfs) and has no links: it is caught by both. */
+static __always_inline int is_drift(void *inode, void *file, u64 ino, u32 dev, u32 fs_magic,
+                                    u32 nlink, u32 ovl)
+{
+    if (nlink == 0)
+        return 1;
+    if (fs_magic == TMPFS_MAGIC_ || fs_magic == RAMFS_MAGIC_ || fs_magic == HUGETLBFS_MAGIC_)
+        return 1;
+    if (fs_magic != OVERLAYFS_MAGIC_ || !(ovl & OVL_UPPER))
+        return 0;
+    if (!(ovl & OVL_LOWER))
+        return 1;
+    /* in the image and copied up: unchanged unless opened for writing since the copy-up
+     * (or since user space last found it unchanged) */
+    struct inode_key k = {.ino = ino, .dev = dev};
+    u64 *verified = copyup_verified.lookup(&k);
+    u64 *writes = inode_writes.lookup(&k);
+    return (verified ? *verified : 0) != (writes ? *writes : 0);
+}
+
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
+    void *bprm = (void *)ctx->args[2];
+    void *file = READ_PTR(bprm, BPRM_FILE);
+    void *inode = READ_PTR(file, FILE_INODE);
+    u64 cg = bpf_get_current_cgroup_id();
+    u32 prevented = 0;
+    if (drift_enforced.lookup(&cg)) {
+        void *sb0 = READ_PTR(inode, INODE_SB);
+        u32 magic = (u32)READ_U64(sb0, SB_MAGIC);
+        u64 ino0 = READ_U64(inode, INODE_INO);
+        u32 dev0 = READ_U32(sb0, SB_DEV);
+        u32 nlink0 = READ_U32(inode, INODE_NLINK);
+        if (is_drift(inode, file, ino0, dev0, magic, nlink0, ovl_layers(inode, magic))) {
+            /* before the new program's first instruction: it never runs */
+            bpf_send_signal(9);
+            prevented = F_PREVENTED;
+        }
+    }
     if (!is_watched())
         return 0;
     struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
@@ -65,17 +121,17 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         return 0;
     }
     fill_hdr(&e->hdr, EV_EXEC);
+    e->hdr.flags |= prevented;
     void *task = (void *)bpf_get_current_task();
-    void *bprm = (void *)ctx->args[2];
 
-    void *file = READ_PTR(bprm, BPRM_FILE);
-    void *inode = READ_PTR(file, FILE_INODE);
     e->ino = READ_U64(inode, INODE_INO);
     e->mode = READ_U16(inode, INODE_MODE);
     e->nlink = READ_U32(inode, INODE_NLINK);
     void *sb = READ_PTR(inode, INODE_SB);
     e->dev = READ_U32(sb, SB_DEV);
     e->fs_magic = (u32)READ_U64(sb, SB_MAGIC);
+    e->ovl = ovl_layers(inode, e->fs_magic);
+    e->pad = 0;
 
     void *filename = READ_PTR(bprm, BPRM_FILENAME);
     if (bpf_probe_read_kernel_str(e->filename, PATH_LEN, filename) < 0)

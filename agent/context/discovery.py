@@ -22,6 +22,8 @@ class Discovery:
         self.registry = registry
         self.parents = {"/" + p.strip("/") for p in watched_parents}
         self.containers: dict[int, str] = {}      # watched container cgroup id -> path
+        self.on_container = None    # callback(cgroup id, container or None) for new ones
+        self.on_gone = None         # callback(cgroup id) when a container cgroup goes
 
     def start(self) -> None:
         """Walk the cgroup2 tree once: watch the parents that exist and every container."""
@@ -37,6 +39,8 @@ class Discovery:
             self.containers[cid] = path
             self.sensor.watch_cgroup(cid)
             log.debug("container cgroup %s watched", path)
+            if self.on_container is not None:
+                self.on_container(cid, None)
 
     def handle(self, ev) -> None:
         if ev.kind == "cgroup_mkdir":
@@ -46,4 +50,6 @@ class Discovery:
             self.index.remove(ev.id)
             if self.containers.pop(ev.id, None) is not None or ev.path in self.parents:
                 self.sensor.unwatch_cgroup(ev.id)
+                if self.on_gone is not None:
+                    self.on_gone(ev.id)
             self.registry.forget(ev.id)

@@ -32,6 +32,7 @@ class Enriched(NamedTuple):
     container: ContainerInfo | None
     pod: PodInfo | None
     pod_container: PodContainer | None
+    drift: object = None      # agent.drift.detector.Drift on exec events that drifted
 
     @property
     def kind(self) -> str:
@@ -48,6 +49,11 @@ class Enriched(NamedTuple):
         f["proc.pexe"] = parent[1]
         f["proc.pname"] = parent[1].rsplit("/", 1)[-1]
         f["proc.runtime_setup"] = self.runtime_setup
+        d = self.drift
+        if d is not None:
+            f["drift.kind"], f["drift.path"], f["drift.script"] = d.kind, d.path, d.script
+            f["drift.size"], f["drift.sha256"] = d.size, d.sha256
+            f["drift.unknown_reason"], f["drift.prevented"] = d.unknown_reason, d.prevented
         c, pod, pc = self.container, self.pod, self.pod_container
         f["container.id"] = c.id if c else None
         f["container.runtime"] = c.runtime if c else None
@@ -70,7 +76,8 @@ class Enriched(NamedTuple):
 
 class Enricher:
     def __init__(self, tree: ProcessTree, registry: ContainerRegistry, pods=None,
-                 ancestors_depth: int = 8):
+                 ancestors_depth: int = 8, drift=None):
+        self.drift = drift          # a DriftDetector, or None
         self.tree = tree
         self.registry = registry
         self.pods = pods
@@ -104,8 +111,11 @@ class Enricher:
             exe, args = ev.exe, ev.args
         else:
             exe, args = (p.exe, p.args) if p else ("", ())
+        drift = None
+        if kind == "exec" and container is not None and self.drift is not None and not setup:
+            drift = self.drift.check(ev, container, p.cwd if p else "")
         out = Enriched(ev, name, exe, args, p.cwd if p else "", ancestors, setup, container,
-                       pod, pc)
+                       pod, pc, drift)
         if kind == "exit":
             self.tree.apply(ev)
         return out

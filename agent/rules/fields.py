@@ -191,6 +191,7 @@ _SPECS = [
     ("drift.size", INT, {"exec"}, _drift("size")),
     ("drift.unknown_reason", STR, {"exec"}, _drift("unknown_reason")),
     ("drift.prevented", BOOL, {"exec"}, _drift("prevented")),
+    ("drift.script", BOOL, {"exec"}, _drift("script")),
 ]
 
 FIELDS: dict[str, Field] = {n: Field(n, t, frozenset(k), g) for n, t, k, g in _SPECS}

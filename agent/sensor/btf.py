@@ -225,6 +225,32 @@ OFFSETS = {
 }
 
 
+# Offsets that only some kernels have; the probes compile the code that needs them only when
+# they resolve (HAVE_<group>).
+OPTIONAL_OFFSETS = {
+    "OVL": {  # overlayfs: which layers an executable is in (drift detection and prevention)
+        "OVL_INODE_VFS": "ovl_inode.vfs_inode",
+        "OVL_INODE_UPPER": "ovl_inode.__upperdentry",
+        "OVL_INODE_OE": "ovl_inode.oe",
+        "OVL_ENTRY_NUMLOWER": "ovl_entry.__numlower",
+    },
+}
+
+
+def optional_offsets(btf: BTF) -> tuple[dict[str, int], dict[str, str]]:
+    """(resolved constants incl. HAVE_<group>=1, {group: why missing})."""
+    out, missing = {}, {}
+    for group, paths in OPTIONAL_OFFSETS.items():
+        try:
+            vals = {c: btf.offsetof(p) for c, p in paths.items()}
+        except BTFError as e:
+            missing[group] = str(e)
+            continue
+        out.update(vals)
+        out[f"HAVE_{group}"] = 1
+    return out, missing
+
+
 def kernel_offsets(btf: BTF) -> dict[str, int]:
     """Every constant in OFFSETS, resolved against this kernel. Raises BTFError naming the
     first member the kernel does not have."""

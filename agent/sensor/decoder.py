@@ -76,8 +76,8 @@ def decode(raw: bytes):
 
 
 def _exec(common, flags, b) -> ExecEvent:
-    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, filename,
-     comps, args) = b
+    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, _pad,
+     filename, comps, args) = b
     depth = min(depth, layout.PATH_DEPTH)
     parts = [text(comps[i * _NAME_LEN:(i + 1) * _NAME_LEN]) for i in range(depth - 1, -1, -1)]
     exe = "/" + "/".join(p for p in parts if p)   # empty slots are mount crossings
@@ -91,7 +91,9 @@ def _exec(common, flags, b) -> ExecEvent:
         args_truncated = True
     return _tnew(ExecEvent, common + (
         exe, ino, names.user_dev(dev), names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}"), nlink,
-        bool(flags & _F["TRUNC_PATH"]), bool(flags & _F["EXE_UNREACHABLE"]), text(filename),
+        bool(flags & _F["TRUNC_PATH"]), bool(flags & _F["EXE_UNREACHABLE"]),
+        bool(ovl & layout.OVL_UPPER), bool(ovl & layout.OVL_LOWER),
+        bool(flags & _F["PREVENTED"]), text(filename),
         tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
         names.fd_kind(m2, r2)))
 

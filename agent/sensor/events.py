@@ -63,6 +63,9 @@ class ExecEvent(NamedTuple):
     exe_links: int           # proc.exe_links: hard links left (0: deleted)
     exe_truncated: bool      # proc.exe_truncated
     exe_detached: bool       # proc.exe_detached: no path to a root (memfd, deleted tree)
+    exe_upper: bool          # proc.exe_upper_layer: overlayfs: has a copy in the upper layer
+    exe_lower: bool          # proc.exe_lower_layer: overlayfs: is in an image (lower) layer
+    prevented: bool          # exec.prevented: drift prevention killed it before it ran
     filename: str            # exec.filename: the path execve was asked to run
     args: tuple              # proc.args: argv, argv[0] included
     args_truncated: bool     # proc.args_truncated
@@ -224,7 +227,9 @@ _OWN = {
     ExecEvent: (("exe", "proc.exe"), ("exe_inode", "proc.exe_inode"),
                 ("exe_dev", "proc.exe_dev"), ("exe_fs", "proc.exe_fs"),
                 ("exe_links", "proc.exe_links"), ("exe_truncated", "proc.exe_truncated"),
-                ("exe_detached", "proc.exe_detached"), ("filename", "exec.filename"),
+                ("exe_detached", "proc.exe_detached"), ("exe_upper", "proc.exe_upper_layer"),
+                ("exe_lower", "proc.exe_lower_layer"), ("prevented", "exec.prevented"),
+                ("filename", "exec.filename"),
                 ("args", "proc.args"), ("args_truncated", "proc.args_truncated"),
                 ("stdin", "proc.stdin"), ("stdout", "proc.stdout"), ("stderr", "proc.stderr")),
     ForkEvent: (("child_pid", "fork.child_pid"),),

@@ -61,7 +61,11 @@ FLAGS = {
     "TRUNC_PATH2": 1 << 1,   # second path (rename target, mount source) was cut
     "TRUNC_ARGS": 1 << 2,    # argv was longer than ARGS_LEN bytes
     "EXE_UNREACHABLE": 1 << 3,  # the executable's dentry walk hit a detached dentry
+    "PREVENTED": 1 << 4,     # exec: drift prevention killed the program before it ran
 }
+# exec_event.ovl bits: where an overlayfs executable lives
+OVL_UPPER = 1               # it has a copy in the writable (upper) layer
+OVL_LOWER = 2               # it exists in an image (lower) layer
 
 _C_TYPES = {"u8": ("unsigned char", "B", 1), "u16": ("unsigned short", "H", 2),
             "u32": ("unsigned int", "I", 4), "s32": ("int", "i", 4),
@@ -103,7 +107,8 @@ HEADER = tuple(_f(s) for s in (
 STRUCTS: dict[str, tuple[Field, ...]] = {
     "exec_event": tuple(_f(s) for s in (
         "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
-        "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth",
+        "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth", "u32 ovl",
+        "u32 pad",
         f"char filename[{PATH_LEN}]", f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
         f"char args[{ARGS_LEN}]",
     )),
@@ -225,6 +230,8 @@ def c_header() -> str:
     out.append("")
     for flag, bit in FLAGS.items():
         out.append(f"#define F_{flag} {bit:#x}")
+    out.append(f"#define OVL_UPPER {OVL_UPPER}")
+    out.append(f"#define OVL_LOWER {OVL_LOWER}")
     out += ["", "enum event_kind {"]
     out += [f"    EV_{k.upper()} = {KIND_ID[k]}," for k in KINDS]
     out += ["};", "", "enum syscall_id {"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import decoder, layout
-from .btf import BTF, BTF_PATH, BTFError, kernel_offsets
+from .btf import BTF, BTF_PATH, BTFError, kernel_offsets, optional_offsets
 
 log = logging.getLogger("mamori.sensor")
 
@@ -71,6 +71,7 @@ class Sensor:
         self._bpf = None
         self._raw: list[bytes] = []
         self._watched: set[int] = set()
+        self.cgroup_root = ""      # where cgroup2 is mounted (set by the pipeline)
         self._generation = 0
 
     # -- start -------------------------------------------------------------------------
@@ -82,9 +83,14 @@ class Sensor:
                 "is required). Mamori reads kernel struct offsets from BTF and will not "
                 "guess them from headers")
         try:
-            offsets = kernel_offsets(BTF.load(self.btf_path))
+            btf = BTF.load(self.btf_path)
+            offsets = kernel_offsets(btf)
         except BTFError as e:
             raise SensorError(f"kernel BTF: {e}") from None
+        extra, missing = optional_offsets(btf)
+        offsets.update(extra)
+        for group, why in missing.items():
+            self.unavailable[group.lower()] = f"not in kernel BTF: {why}"
         flags = [f"-I{BPF_DIR}", f"-DRING_PAGES={self.ring_pages}"]
         flags += [f"-D{k}={v}" for k, v in offsets.items()]
         for tp, why in OPTIONAL_TRACEPOINTS.items():
@@ -147,6 +153,34 @@ class Sensor:
             pass
         self._watched.discard(cgroup_id)
         self._bump()
+
+    # -- drift prevention --------------------------------------------------------------
+    def enforce_drift(self, cgroup_id: int, on: bool) -> None:
+        table = self._bpf[b"drift_enforced"]
+        if on:
+            table[ctypes.c_uint64(cgroup_id)] = ctypes.c_uint8(1)
+        else:
+            try:
+                del table[ctypes.c_uint64(cgroup_id)]
+            except KeyError:
+                pass
+
+    def _inode_key(self, table, ino: int, kdev: int):
+        k = table.Key()
+        k.ino, k.dev, k.pad = ino, kdev, 0
+        return k
+
+    def inode_writes(self, ino: int, kdev: int) -> int:
+        """Opens for writing the kernel counted on this overlay inode."""
+        table = self._bpf[b"inode_writes"]
+        try:
+            return table[self._inode_key(table, ino, kdev)].value
+        except KeyError:
+            return 0
+
+    def mark_copyup_verified(self, ino: int, kdev: int, writes: int) -> None:
+        table = self._bpf[b"copyup_verified"]
+        table[self._inode_key(table, ino, kdev)] = ctypes.c_uint64(writes)
 
     def watched(self) -> set[int]:
         return set(self._watched)

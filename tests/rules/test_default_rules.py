@@ -128,6 +128,21 @@ CASES = {
     "Cryptocurrency miner run": (COPY.format("xmrig"), COPY.format("xmrig-notes"), None),
     "Secure deletion tool run": ("echo x > /tmp/f; shred /tmp/f",
                                  "echo x > /tmp/f; rm /tmp/f", None),
+    # drift (rules/drift.yaml)
+    "Drift - new program run in a container": (
+        "cp /bin/busybox /tmp/x && chmod +x /tmp/x && /tmp/x true", "/bin/true", None),
+    "Drift - modified image program run": (
+        "cp /bin/busybox /usr/local/bin/probe && /usr/local/bin/probe true; true",
+        "chmod 755 /usr/local/bin/probe && /usr/local/bin/probe traceme", None),
+    "Drift - script not from the image run": (
+        "echo 'echo hi' > /tmp/s.sh && sh /tmp/s.sh", "sh -c 'echo hi'", None),
+    "Drift - fileless program run": ("probe memfd-exec true", "probe memfd x", None),
+    "Drift - program run from tmpfs or shared memory": (
+        "cp /bin/busybox /dev/shm/x && /dev/shm/x true", "cp /bin/busybox /dev/shm/y", None),
+    "Drift - deleted program run": (
+        "cp /bin/busybox /tmp/d && exec 3< /tmp/d && rm /tmp/d && /proc/self/fd/3 true",
+        "cp /bin/busybox /tmp/d2 && /tmp/d2 true", None),
+    "Drift - program run from a volume": ("/data/tool true", "/bin/true", "VOLUME"),
 }
 
 
@@ -189,11 +204,19 @@ def _matches(pipe, engine, c, script, items):
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
-def test_rule_fires_on_the_behaviour_and_not_on_its_near_miss(rule, pipe, engine, containers):
+def test_rule_fires_on_the_behaviour_and_not_on_its_near_miss(rule, pipe, engine, containers,
+                                                              tmp_path):
     trigger, miss, setup = CASES[rule]
-    c = containers(network=True)
-    if setup:
-        setup(c)
+    if setup == "VOLUME":
+        vol = tmp_path / "volume"
+        vol.mkdir()
+        import shutil
+        shutil.copy2("/bin/busybox", vol / "tool")
+        c = containers(network=True, volumes=[(str(vol), "/data")])
+    else:
+        c = containers(network=True)
+        if setup:
+            setup(c)
     near = _matches(pipe, engine, c, miss, [])
     assert rule not in near, f"near miss {miss!r} triggered {rule!r}"
     hit_items = []

@@ -24,7 +24,8 @@ def _run(*cmd, check=True, **kw):
 class Container:
     def __init__(self, image_rootfs: str, workdir: str, *, name: str | None = None,
                  annotations: dict | None = None, network: bool = False,
-                 command: list[str] | None = None, env: list[str] | None = None):
+                 command: list[str] | None = None, env: list[str] | None = None,
+                 volumes: list[tuple[str, str]] | None = None):
         n = next(_seq)
         self.id = name or f"mamori-{os.getpid()}-{n}"
         self.image = image_rootfs
@@ -36,6 +37,7 @@ class Container:
         self.annotations = annotations or {}
         self.command = command or ["/bin/sleep", "3600"]
         self.env = env or []
+        self.volumes = volumes or []        # (host directory, path in the container)
         self.cgroup_path = f"{CGROUP_PARENT}/{self.id}"
         self.netns = f"mamori{os.getpid() % 10000}n{n}" if network else None
         self.host_if = self.cont_if = None
@@ -94,7 +96,9 @@ class Container:
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                  "options": ["nosuid", "noexec", "nodev", "ro"]},
                 {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                 "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+                 "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]},
+                *({"destination": dest, "type": "bind", "source": src,
+                   "options": ["rbind", "rw"]} for src, dest in self.volumes),
             ],
             "annotations": self.annotations,
             "linux": {

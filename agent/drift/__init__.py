@@ -1,0 +1,1 @@
+"""Container drift: detection (detector.py) and prevention in the kernel (prevention.py)."""
