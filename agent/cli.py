@@ -113,8 +113,10 @@ def cmd_run(args) -> int:
             extra.append(d[len(root):] or "/")
     out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
 
-    def print_alert(alert):
-        out.write(alert.to_json() + "\n")
+    from .alerts.alert import record_json
+
+    def print_alert(rec):
+        out.write(record_json(rec) + "\n")
         out.flush()
 
     agent = Agent(cfg, cfg.rules.paths, outputs=[print_alert], extra_watch=tuple(extra))
@@ -191,6 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", action="append", metavar="PATH",
                      help="rule file or directory (repeatable; replaces rules.paths)")
     run.set_defaults(func=cmd_run)
+
+    al = sub.add_parser("alerts", help="show alerts from a running agent (gRPC)")
+    al.add_argument("--server", default="unix:///run/mamori/mamori.sock",
+                    help="unix:///path or host:port (default: %(default)s)")
+    al.add_argument("--follow", "-f", action="store_true", help="keep streaming new alerts")
+    al.add_argument("--since", type=int, help="replay alerts after this sequence number")
+    al.add_argument("--resume", action="store_true",
+                    help="start after the last alert this command showed (remembered in "
+                         "~/.cache/mamori/alerts.last)")
+    al.add_argument("--severity", choices=["info", "low", "medium", "high", "critical"],
+                    help="minimum severity")
+    al.add_argument("--namespace", action="append", help="only these namespaces")
+    al.add_argument("--rule", action="append", help="only these rules")
+    al.add_argument("--json", action="store_true", help="one JSON object per line")
+    al.add_argument("--wait", type=float, default=1.0,
+                    help="without --follow: seconds to wait for alerts (default 1)")
+    al.add_argument("--ca", default="", help="CA certificate of the server (TLS)")
+    al.add_argument("--cert", default="", help="client certificate (mutual TLS)")
+    al.add_argument("--key", default="", help="client key (mutual TLS)")
+    al.add_argument("--server-name", default="", help="expected server name (TLS)")
+    al.set_defaults(func=lambda a: __import__("agent.api.client", fromlist=["run"]).run(a))
 
     rules = sub.add_parser("rules", help="work with rule files")
     rsub = rules.add_subparsers(dest="rules_command", required=True)

@@ -70,6 +70,23 @@ class DriftConfig:
     hash_max_bytes: int = 64 << 20            # sha256 of drifted files up to this size
 
 
+@dataclass(frozen=True)
+class AlertsConfig:
+    journal_dir: str = "/var/lib/mamori/journal"
+    journal_max_bytes: int = 256 << 20       # oldest segments are deleted past this
+    segment_bytes: int = 16 << 20
+    subscriber_queue: int = 10000            # alerts buffered per gRPC subscriber
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    # unix:///path and/or host:port; TCP on loopback by default
+    listen: tuple[str, ...] = ("unix:///run/mamori/mamori.sock", "127.0.0.1:50051")
+    tls_cert: str = ""        # server certificate and key (PEM): TLS on TCP listeners
+    tls_key: str = ""
+    tls_client_ca: str = ""   # CA of client certificates: mutual TLS, others refused
+
+
 DEFAULT_RULES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "rules"))
 
 
@@ -90,6 +107,8 @@ class Config:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -171,8 +190,8 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
-    top = ("context", "drift", "kubernetes", "log_level", "node_name", "output", "rules",
-           "sensor")
+    top = ("alerts", "api", "context", "drift", "kubernetes", "log_level", "node_name",
+           "output", "rules", "sensor")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -308,11 +327,50 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         except (ValueError, TypeError):
             err("drift.hash_max_bytes", "expected a size such as 64Mi")
 
+    a = section("alerts", set(AlertsConfig.__dataclass_fields__))
+    alerts = AlertsConfig()
+    if "journal_dir" in a:
+        if not isinstance(a["journal_dir"], str) or not a["journal_dir"]:
+            err("alerts.journal_dir", "must be a directory path")
+        else:
+            alerts = replace(alerts, journal_dir=a["journal_dir"])
+    for key in ("journal_max_bytes", "segment_bytes"):
+        if key in a:
+            try:
+                alerts = replace(alerts, **{key: parse_size(a[key])})
+            except (ValueError, TypeError):
+                err(f"alerts.{key}", "expected a size such as 256Mi")
+    if "subscriber_queue" in a:
+        v = a["subscriber_queue"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10_000_000:
+            err("alerts.subscriber_queue", "must be an integer from 1 to 10000000")
+        else:
+            alerts = replace(alerts, subscriber_queue=v)
+
+    ap = section("api", set(ApiConfig.__dataclass_fields__))
+    api = ApiConfig()
+    if "listen" in ap:
+        v = ap["listen"]
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            err("api.listen", "must be a list of unix:///path or host:port")
+        else:
+            api = replace(api, listen=tuple(v))
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        if key in ap:
+            if not isinstance(ap[key], str):
+                err(f"api.{key}", "must be a file path")
+            else:
+                api = replace(api, **{key: ap[key]})
+    if bool(api.tls_cert) != bool(api.tls_key):
+        err("api.tls_cert", "tls_cert and tls_key go together")
+    if api.tls_client_ca and not api.tls_cert:
+        err("api.tls_client_ca", "mutual TLS needs tls_cert and tls_key too")
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
-                   rules=rules, drift=drift)
+                   rules=rules, drift=drift, alerts=alerts, api=api)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

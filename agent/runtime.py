@@ -18,6 +18,8 @@ import time
 from collections import Counter
 
 from .alerts.alert import agent_alert, from_match
+from .alerts.hub import AlertHub
+from .alerts.journal import Journal
 from .config import Config
 from .pipeline import Pipeline
 from .rules.engine import RuleEngine
@@ -32,7 +34,12 @@ class Agent:
         self.node = cfg.resolved_node_name()
         self.engine = RuleEngine(rule_paths)
         self.pipeline = Pipeline(cfg, extra_watch)
-        self.outputs = list(outputs)          # callables taking an Alert
+        self.outputs = list(outputs)          # callables taking an alert record (dict)
+        self.journal = Journal(cfg.alerts.journal_dir, cfg.alerts.segment_bytes,
+                               cfg.alerts.journal_max_bytes)
+        self.hub = AlertHub(self.journal, cfg.alerts.subscriber_queue)
+        self.api = None
+        self.started = time.monotonic()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
         self.alerts = Counter()               # per rule
@@ -50,7 +57,17 @@ class Agent:
             log.warning("%s", w)
         log.info("rules: %d loaded (%d enabled) from %s", len(rs.rules),
                  sum(1 for r in rs.rules if r.enabled), ", ".join(self.engine.paths))
+        self.journal.open()
+        log.info("alert journal %s: sequence continues after %d", self.journal.dir,
+                 self.journal.last_seq)
         self.pipeline.start()
+        if self.cfg.api.listen:
+            from .api.server import ApiServer
+            a = self.cfg.api
+            self.api = ApiServer(self.hub, lambda: (self.engine.ruleset, self.engine.catalog),
+                                 self.status, a.listen, a.tls_cert, a.tls_key, a.tls_client_ca)
+            self.api.start()
+            log.info("gRPC API on %s", ", ".join(a.listen))
         self._threads = [threading.Thread(target=self._poll_loop, name="poller", daemon=True),
                          threading.Thread(target=self._eval_loop, name="evaluator",
                                           daemon=True)]
@@ -64,7 +81,20 @@ class Agent:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
+        if self.api is not None:
+            self.api.stop()
         self.pipeline.close()
+        self.journal.close()
+
+    def status(self) -> dict:
+        rs = self.engine.ruleset
+        lost = dict(self.kernel_drops)
+        if self.queue_drops:
+            lost["user-queue"] = self.queue_drops
+        return {"node": self.node, "uptime": time.monotonic() - self.started,
+                "events_seen": dict(self.pipeline.sensor.stats.received),
+                "events_lost": lost, "rules_loaded": len(rs.rules) if rs else 0,
+                "last_reload_error": "\n".join(str(p) for p in self.engine.last_error)}
 
     # -- threads -----------------------------------------------------------------------
     def _poll_loop(self) -> None:
@@ -121,9 +151,12 @@ class Agent:
         return out
 
     def _emit(self, alert) -> None:
+        """Journal first (the alert gets its sequence number), then every output."""
+        rec = alert.to_dict()
+        self.hub.publish(rec)
         for sink in self.outputs:
             try:
-                sink(alert)
+                sink(rec)
             except Exception:  # noqa: BLE001 - one broken output must not stop the others
                 log.exception("output %r failed", sink)
 

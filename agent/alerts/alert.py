@@ -33,8 +33,12 @@ class Alert:
                 "output": self.output, "action": self.action, "fields": self.fields}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False,
-                          default=list)
+        return record_json(self.to_dict())
+
+
+def record_json(rec: dict) -> str:
+    """An alert record as one JSON line (sets and tuples as lists)."""
+    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False, default=list)
 
 
 def from_match(rule, item, catalog, node: str) -> Alert:

@@ -186,13 +186,18 @@ def test_agent_raises_an_alert_of_its_own_when_a_reload_fails(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text(rule("proc.name = curl"))
     alerts = []
-    agent = Agent(config.load(None, {"node_name": "n1"}), [str(f)], outputs=[alerts.append])
+    cfg = config.load(None, {"node_name": "n1", "alerts.journal_dir": str(tmp_path / "j")})
+    agent = Agent(cfg, [str(f)], outputs=[alerts.append])
     agent.engine.load()
-    f.write_text("- rule: [\n")
-    agent._reload()
+    agent.journal.open()
+    try:
+        f.write_text("- rule: [\n")
+        agent._reload()
+    finally:
+        agent.journal.close()
     [a] = alerts
-    assert (a.rule, a.severity, a.source, a.node) == ("Mamori rules reload failed", "high",
-                                                      "agent", "n1")
-    assert a.fields["reload.errors"] == [
+    assert (a["rule"], a["severity"], a["source"], a["node"], a["seq"]) == (
+        "Mamori rules reload failed", "high", "agent", "n1", 1)
+    assert a["fields"]["reload.errors"] == [
         f"{f}:2:1: YAML syntax: expected the node content, but found '<stream end>'"]
-    assert "previous 1 rules stay loaded" in a.output
+    assert "previous 1 rules stay loaded" in a["output"]

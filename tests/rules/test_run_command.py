@@ -46,7 +46,9 @@ def test_run_prints_alerts_and_reloads(tmp_path, containers):
     user = tmp_path / "user.yaml"
     user.write_text(USER_RULE)
     cfg.write_text(f"node_name: test-node\nkubernetes: {{mode: 'off'}}\n"
-                   f"rules:\n  paths: [{ROOT}/rules, {user}]\n")
+                   f"rules:\n  paths: [{ROOT}/rules, {user}]\n"
+                   f"alerts: {{journal_dir: {tmp_path}/journal}}\n"
+                   f"api: {{listen: ['unix://{tmp_path}/mamori.sock']}}\n")
     agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -63,6 +65,7 @@ def test_run_prints_alerts_and_reloads(tmp_path, containers):
             {"id": "T1003.008", "name": "/etc/passwd and /etc/shadow"})
         assert (shadow["severity"], shadow["node"], shadow["action"]) == ("high", "test-node",
                                                                          "log")
+        assert shadow["seq"] >= 1
         f = shadow["fields"]
         assert (f["file.path"], f["container.id"], f["proc.name"]) == ("/etc/shadow", c.id,
                                                                       "cat")
