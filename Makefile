@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config/mamori.yaml
 
-.PHONY: setup run trace test test-unit test-kernel gen check-gen bench clean
+.PHONY: setup run trace test test-unit test-kernel gen proto bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -30,6 +30,10 @@ test-kernel: setup
 ## Regenerate bpf/events.h from agent/sensor/layout.py.
 gen:
 	$(PY) -m agent.sensor.layout > bpf/events.h
+
+## Regenerate the gRPC code from proto/ (agent/api/gen).
+proto:
+	./scripts/gen_proto.sh
 
 ## Benchmarks (writes the numbers to stdout; docs/benchmarks.md holds the last run).
 bench: setup

@@ -133,8 +133,8 @@ class AlertHub:
                 s.offer(record)
         return seq
 
-    def subscribe(self, flt: Filter, peer: str = "") -> Subscriber:
-        sub = Subscriber(flt, self.queue_size, peer)
+    def subscribe(self, flt: Filter, peer: str = "", queue_size: int = 0) -> Subscriber:
+        sub = Subscriber(flt, min(queue_size, 1_000_000) or self.queue_size, peer)
         with self._lock:
             sub.live_from = self.journal.last_seq + 1
             self.subscribers.append(sub)

@@ -116,7 +116,7 @@ class AlertsService(pb_grpc.AlertsServicer):
             flt = Filter(matcher_of(request.allow), matcher_of(request.deny))
         except re.error as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad pod_regex: {e}")
-        sub = self.hub.subscribe(flt, context.peer())
+        sub = self.hub.subscribe(flt, context.peer(), request.queue_size)
         try:
             if request.HasField("since_sequence"):
                 since = request.since_sequence
