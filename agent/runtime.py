@@ -98,23 +98,21 @@ class Agent:
 
     # -- threads -----------------------------------------------------------------------
     def _poll_loop(self) -> None:
-        sensor, q = self.pipeline.sensor, self.queue
         interval = self.cfg.sensor.poll_interval_ms / 1000.0
         while not self._stop.is_set():
-            batch = sensor.poll_raw()
-            if batch:
-                try:
-                    q.put_nowait(batch)
-                except queue.Full:
-                    self.queue_drops += len(batch)
+            self._poll_once()
             time.sleep(interval)
-        batch = sensor.poll_raw()
+        self._poll_once()
+        self.queue.put(None)
+
+    def _poll_once(self) -> None:
+        """Move what the ring holds onto the queue; never block: drop and count instead."""
+        batch = self.pipeline.sensor.poll_raw()
         if batch:
             try:
-                q.put_nowait(batch)
+                self.queue.put_nowait(batch)
             except queue.Full:
                 self.queue_drops += len(batch)
-        q.put(None)
 
     def _eval_loop(self) -> None:
         next_check = time.monotonic() + self.reload_check_s

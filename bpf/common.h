@@ -189,6 +189,16 @@ static __always_inline void stash(u32 kind, u32 sys, u64 a0, u64 a1, u64 a2, u64
         count_drop(kind);
 }
 
+/* At a syscall's exit: the arguments kept at its entry, for a watched process, or NULL.
+ * The caller deletes the entry with inflight.delete(tid) when done. */
+static __always_inline struct inflight *inflight_at_exit(u32 *tid)
+{
+    if (!is_watched())
+        return 0;
+    *tid = (u32)bpf_get_current_pid_tgid();
+    return inflight.lookup(tid);
+}
+
 /* The struct file behind fd of the current task, or NULL. */
 static __always_inline void *file_of_fd(void *task, s64 fd)
 {

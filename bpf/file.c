@@ -36,10 +36,8 @@ static __always_inline void count_write(void *task, s64 fd)
 
 static __always_inline int file_exit(long ret)
 {
-    if (!is_watched())
-        return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct inflight *in = inflight.lookup(&tid);
+    u32 tid = 0;
+    struct inflight *in = inflight_at_exit(&tid);
     if (!in)
         return 0;
     u32 kind = in->kind;

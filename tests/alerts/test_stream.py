@@ -109,7 +109,7 @@ def test_filters_allow_and_deny(env, allow, deny, expected):
     env.hub.publish(rec(7, node="n2"))
     req = pb.SubscribeRequest(allow=pb.Matcher(**allow), deny=pb.Matcher(**deny),
                               since_sequence=0)
-    got = collect(env.stub().Subscribe(req, timeout=2), len(expected) + 1, timeout=3)
+    got = collect(env.stub().Subscribe(req, timeout=1), len(expected) + 1, timeout=1.5)
     assert [a.sequence for a in got] == expected
 
 
