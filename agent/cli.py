@@ -141,6 +141,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_release(args) -> int:
+    from .api.client import channel
+    from .api.gen.mamori.v1 import alerts_pb2 as pb
+    from .api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
+    ns, _, pod = args.pod.partition("/")
+    if not ns or not pod:
+        print("mamori: give the pod as NAMESPACE/POD", file=sys.stderr)
+        return 2
+    r = pb_grpc.AlertsStub(channel(args.server)).Release(
+        pb.ReleaseRequest(namespace=ns, pod=pod), timeout=30)
+    print(f"{r.status}: {r.detail}")
+    return 0 if r.status == "done" else 1
+
+
 def cmd_rules_check(args) -> int:
     from .rules.ruleset import load as load_rules
     rs, problems = load_rules(args.paths)
@@ -214,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--key", default="", help="client key (mutual TLS)")
     al.add_argument("--server-name", default="", help="expected server name (TLS)")
     al.set_defaults(func=lambda a: __import__("agent.api.client", fromlist=["run"]).run(a))
+
+    rel = sub.add_parser("release", help="undo the isolation of a pod (NAMESPACE/POD)")
+    rel.add_argument("pod", metavar="NAMESPACE/POD")
+    rel.add_argument("--server", default="unix:///run/mamori/mamori.sock")
+    rel.set_defaults(func=cmd_release)
 
     rules = sub.add_parser("rules", help="work with rule files")
     rsub = rules.add_subparsers(dest="rules_command", required=True)

@@ -87,6 +87,13 @@ class ApiConfig:
     tls_client_ca: str = ""   # CA of client certificates: mutual TLS, others refused
 
 
+@dataclass(frozen=True)
+class ResponseConfig:
+    policy: str = ""            # policy file (docs/response.md); empty: the rules' actions,
+                                # kube-system and mamori protected, enforce mode
+    queue_size: int = 1000      # alerts waiting for their API part
+
+
 DEFAULT_RULES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "rules"))
 
 
@@ -109,6 +116,7 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -191,7 +199,7 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         return val
 
     top = ("alerts", "api", "context", "drift", "kubernetes", "log_level", "node_name",
-           "output", "rules", "sensor")
+           "output", "response", "rules", "sensor")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -366,11 +374,28 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
     if api.tls_client_ca and not api.tls_cert:
         err("api.tls_client_ca", "mutual TLS needs tls_cert and tls_key too")
 
+    rp = section("response", set(ResponseConfig.__dataclass_fields__))
+    response = ResponseConfig()
+    if "policy" in rp:
+        v = rp["policy"]
+        if not isinstance(v, str):
+            err("response.policy", "must be a file path")
+        elif v:
+            base = os.path.dirname(os.path.abspath(where)) if where != "<defaults>" else ""
+            response = replace(response, policy=v if os.path.isabs(v) or not base
+                               else os.path.normpath(os.path.join(base, v)))
+    if "queue_size" in rp:
+        v = rp["queue_size"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1_000_000:
+            err("response.queue_size", "must be an integer from 1 to 1000000")
+        else:
+            response = replace(response, queue_size=v)
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
-                   rules=rules, drift=drift, alerts=alerts, api=api)
+                   rules=rules, drift=drift, alerts=alerts, api=api, response=response)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ class Pipeline:
         self.tree = ProcessTree(cfg.context.process_table_size, cfg.context.exited_ttl_s,
                                 cgroup_id_of=self._cgroup_id_of)
         self.pods: PodWatcher | None = None
+        self.api_client = None
         hasher = Hasher(cfg.drift.hash_max_bytes)
         self.prevention = DriftPrevention(self.sensor, hasher, cfg.drift.prevent_all,
                                           cfg.drift.prevent_namespaces,
@@ -68,6 +69,7 @@ class Pipeline:
         log.info("process table: %d processes at start; %d container cgroups watched",
                  n, len(self.discovery.containers))
         client = api_client(self.cfg.kubernetes.mode, self.cfg.kubernetes.kubeconfig)
+        self.api_client = client
         if client is None:
             log.info("standalone: no Kubernetes API (container context from the runtime)")
         else:

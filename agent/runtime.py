@@ -39,6 +39,7 @@ class Agent:
                                cfg.alerts.journal_max_bytes)
         self.hub = AlertHub(self.journal, cfg.alerts.subscriber_queue)
         self.api = None
+        self.responder = None
         self.started = time.monotonic()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
@@ -61,11 +62,13 @@ class Agent:
         log.info("alert journal %s: sequence continues after %d", self.journal.dir,
                  self.journal.last_seq)
         self.pipeline.start()
+        self._start_responder()
         if self.cfg.api.listen:
             from .api.server import ApiServer
             a = self.cfg.api
             self.api = ApiServer(self.hub, lambda: (self.engine.ruleset, self.engine.catalog),
-                                 self.status, a.listen, a.tls_cert, a.tls_key, a.tls_client_ca)
+                                 self.status, a.listen, a.tls_cert, a.tls_key, a.tls_client_ca,
+                                 release_fn=self.release)
             self.api.start()
             log.info("gRPC API on %s", ", ".join(a.listen))
         self._threads = [threading.Thread(target=self._poll_loop, name="poller", daemon=True),
@@ -73,6 +76,24 @@ class Agent:
                                           daemon=True)]
         for t in self._threads:
             t.start()
+
+    def _start_responder(self) -> None:
+        from .response.isolation import Isolator
+        from .response.kube_actions import KubeActions
+        from .response.policy import Policy, load as load_policy
+        from .response.responder import Responder
+        policy = load_policy(self.cfg.response.policy) if self.cfg.response.policy \
+            else Policy()
+        kube = KubeActions(self.pipeline.api_client) if self.pipeline.api_client else None
+        self.responder = Responder(policy, self.pipeline.index.root, self._publish, kube,
+                                   Isolator, self.cfg.response.queue_size)
+        log.info("response: %s mode, protected namespaces %s", policy.mode,
+                 ", ".join(policy.protected_namespaces))
+
+    def release(self, namespace: str, pod: str) -> tuple[str, str]:
+        if self.responder is None:
+            return "failed", "no response stage"
+        return self.responder.release(namespace, pod)
 
     def request_reload(self) -> None:
         self._reload_requested.set()
@@ -83,6 +104,8 @@ class Agent:
             t.join(timeout=10)
         if self.api is not None:
             self.api.stop()
+        if self.responder is not None:
+            self.responder.stop()
         self.pipeline.close()
         self.journal.close()
 
@@ -142,15 +165,19 @@ class Agent:
         out = []
         for item in items:
             for rule in rs.evaluate(item):
-                alert = from_match(rule, item, catalog, node)
+                rec = from_match(rule, item, catalog, node).to_dict()
+                if self.responder is not None:
+                    self.responder.respond(rec)      # node-local action before publishing
                 self.alerts[rule.name] += 1
-                out.append(alert)
-                self._emit(alert)
+                out.append(rec)
+                self._publish(rec)
         return out
 
     def _emit(self, alert) -> None:
-        """Journal first (the alert gets its sequence number), then every output."""
-        rec = alert.to_dict()
+        self._publish(alert.to_dict())
+
+    def _publish(self, rec: dict) -> None:
+        """Journal first (the record gets its sequence number), then every output."""
         self.hub.publish(rec)
         for sink in self.outputs:
             try:

@@ -105,7 +105,9 @@ def matcher_of(m: pb.Matcher) -> Matcher:
 
 
 class AlertsService(pb_grpc.AlertsServicer):
-    def __init__(self, hub: AlertHub, rules_fn, status_fn, poll_s: float = 0.5):
+    def __init__(self, hub: AlertHub, rules_fn, status_fn, poll_s: float = 0.5,
+                 release_fn=None):
+        self.release_fn = release_fn      # (namespace, pod) -> (status, detail)
         self.hub = hub
         self.rules_fn = rules_fn          # -> (ruleset or None, catalog)
         self.status_fn = status_fn        # -> dict for GetStatusResponse
@@ -160,6 +162,13 @@ class AlertsService(pb_grpc.AlertsServicer):
                           source=r.source)
         return out
 
+    def Release(self, request, context):
+        if self.release_fn is None:
+            return pb.ReleaseResponse(status="failed", detail="this agent has no response "
+                                                              "stage")
+        status, detail = self.release_fn(request.namespace, request.pod)
+        return pb.ReleaseResponse(status=status, detail=detail)
+
     def GetStatus(self, request, context):
         s = self.status_fn()
         out = pb.GetStatusResponse(node=s.get("node", ""), uptime_seconds=s.get("uptime", 0.0),
@@ -182,9 +191,9 @@ def _read(path: str) -> bytes:
 class ApiServer:
     def __init__(self, hub: AlertHub, rules_fn, status_fn, listen=("127.0.0.1:50051",),
                  tls_cert: str = "", tls_key: str = "", tls_client_ca: str = "",
-                 workers: int = 16):
+                 workers: int = 16, release_fn=None):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-        self.service = AlertsService(hub, rules_fn, status_fn)
+        self.service = AlertsService(hub, rules_fn, status_fn, release_fn=release_fn)
         pb_grpc.add_AlertsServicer_to_server(self.service, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -57,6 +57,7 @@ class Enriched(NamedTuple):
         c, pod, pc = self.container, self.pod, self.pod_container
         f["container.id"] = c.id if c else None
         f["container.runtime"] = c.runtime if c else None
+        f["container.cgroup"] = c.cgroup_path if c else None
         f["container.name"] = (pc.name if pc else c.name) if c else None
         f["container.image"] = (pc.image if pc and pc.image else c.image) if c else None
         f["container.image_id"] = (pc.image_id if pc and pc.image_id else c.image_id) if c \

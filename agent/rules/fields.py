@@ -175,6 +175,7 @@ _SPECS = [
     # container and pod
     ("container.id", STR, ALL, _container("id")),
     ("container.runtime", STR, ALL, _container("runtime")),
+    ("container.cgroup", STR, ALL, _container("cgroup_path")),
     ("container.name", STR, ALL, _cname),
     ("container.image", STR, ALL, _image),
     ("container.image_id", STR, ALL, _image_id),

@@ -49,6 +49,11 @@ class AlertsStub:
                 request_serializer=mamori_dot_v1_dot_alerts__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=mamori_dot_v1_dot_alerts__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/mamori.v1.Alerts/Release',
+                request_serializer=mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServicer:
@@ -75,6 +80,13 @@ class AlertsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Release(self, request, context):
+        """Undo an isolation: the node-local network block and the quarantine label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_AlertsServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=mamori_dot_v1_dot_alerts__pb2.GetStatusRequest.FromString,
                     response_serializer=mamori_dot_v1_dot_alerts__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.FromString,
+                    response_serializer=mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class Alerts:
             '/mamori.v1.Alerts/GetStatus',
             mamori_dot_v1_dot_alerts__pb2.GetStatusRequest.SerializeToString,
             mamori_dot_v1_dot_alerts__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mamori.v1.Alerts/Release',
+            mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.SerializeToString,
+            mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
