@@ -34,7 +34,7 @@ class ConfigError(Exception):
 class SensorConfig:
     families: tuple[str, ...] = EVENT_FAMILIES
     ring_bytes: int = 16 << 20
-    poll_interval_ms: int = 10
+    poll_interval_ms: int = 5
     all_processes: bool = False
     watched_cgroups: tuple[str, ...] = DEFAULT_WATCHED
 

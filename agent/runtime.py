@@ -87,6 +87,7 @@ class Agent:
         kube = KubeActions(self.pipeline.api_client) if self.pipeline.api_client else None
         self.responder = Responder(policy, self.pipeline.index.root, self._publish, kube,
                                    Isolator, self.cfg.response.queue_size)
+        self.responder.warm_up()
         log.info("response: %s mode, protected namespaces %s", policy.mode,
                  ", ".join(policy.protected_namespaces))
 
