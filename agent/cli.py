@@ -141,6 +141,29 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .api.client import channel
+    from .api.gen.mamori.v1 import alerts_pb2 as pb
+    from .api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
+    s = pb_grpc.AlertsStub(channel(args.server)).GetStatus(pb.GetStatusRequest(), timeout=10)
+    print(f"node            {s.node}")
+    print(f"uptime          {s.uptime_seconds:.0f} s")
+    print(f"rules loaded    {s.rules_loaded}" + (f"  (last reload FAILED: "
+                                                   f"{s.last_reload_error.splitlines()[0]})"
+                                                   if s.last_reload_error else ""))
+    print(f"last alert      #{s.last_sequence}")
+    sev = ", ".join(f"{k} {v}" for k, v in sorted(s.alerts_by_severity.items())) or "none"
+    print(f"alerts          {sev}")
+    seen = sum(s.events_seen.values())
+    print(f"events seen     {seen}  ({', '.join(f'{k} {v}' for k, v in sorted(s.events_seen.items()))})")
+    lost = ", ".join(f"{k} {v}" for k, v in sorted(s.events_lost.items())) or "none"
+    print(f"events lost     {lost}")
+    print(f"subscribers     {len(s.subscribers)}")
+    for sub in s.subscribers:
+        print(f"  {sub.peer:<30} sent {sub.sent}, missed {sub.dropped}")
+    return 0
+
+
 def cmd_release(args) -> int:
     from .api.client import channel
     from .api.gen.mamori.v1 import alerts_pb2 as pb
@@ -228,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--key", default="", help="client key (mutual TLS)")
     al.add_argument("--server-name", default="", help="expected server name (TLS)")
     al.set_defaults(func=lambda a: __import__("agent.api.client", fromlist=["run"]).run(a))
+
+    st = sub.add_parser("status", help="a running agent's status, as a readable summary")
+    st.add_argument("--server", default="unix:///run/mamori/mamori.sock")
+    st.set_defaults(func=cmd_status)
 
     rel = sub.add_parser("release", help="undo the isolation of a pod (NAMESPACE/POD)")
     rel.add_argument("pod", metavar="NAMESPACE/POD")

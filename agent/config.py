@@ -88,6 +88,12 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" turns it off
+    drop_alert_threshold: int = 1       # kernel drops in one check (1 s) that raise an alert
+
+
+@dataclass(frozen=True)
 class ResponseConfig:
     policy: str = ""            # policy file (docs/response.md); empty: the rules' actions,
                                 # kube-system and mamori protected, enforce mode
@@ -117,6 +123,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -198,8 +205,8 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
-    top = ("alerts", "api", "context", "drift", "kubernetes", "log_level", "node_name",
-           "output", "response", "rules", "sensor")
+    top = ("alerts", "api", "context", "drift", "kubernetes", "log_level", "metrics",
+           "node_name", "output", "response", "rules", "sensor")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -391,11 +398,26 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         else:
             response = replace(response, queue_size=v)
 
+    m = section("metrics", set(MetricsConfig.__dataclass_fields__))
+    metrics = MetricsConfig()
+    if "listen" in m:
+        if not isinstance(m["listen"], str) or (m["listen"] and ":" not in m["listen"]):
+            err("metrics.listen", "must be host:port, or empty to turn metrics off")
+        else:
+            metrics = replace(metrics, listen=m["listen"])
+    if "drop_alert_threshold" in m:
+        v = m["drop_alert_threshold"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            err("metrics.drop_alert_threshold", "must be a whole number, 1 or more")
+        else:
+            metrics = replace(metrics, drop_alert_threshold=v)
+
     if problems:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
-                   rules=rules, drift=drift, alerts=alerts, api=api, response=response)
+                   rules=rules, drift=drift, alerts=alerts, api=api, response=response,
+                   metrics=metrics)
 
 
 def parse_kinds(value) -> tuple[str, ...]:

@@ -44,12 +44,17 @@ class Agent:
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
         self.alerts = Counter()               # per rule
+        self.alerts_by_rule = Counter()       # per (rule, severity)
+        self.probes_attached = False
+        self.metrics = None
+        self.health = None
         self.events = 0
         self.reload_check_s = reload_check_s
         self._reload_requested = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.kernel_drops: dict[str, int] = {}
+        self._cgroup_drops: dict[int, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -61,7 +66,14 @@ class Agent:
         self.journal.open()
         log.info("alert journal %s: sequence continues after %d", self.journal.dir,
                  self.journal.last_seq)
+        if self.cfg.metrics.listen:          # up first: /readyz says what is missing
+            from .metrics import HealthServer, Metrics
+            self.metrics = Metrics(self)
+            self.health = HealthServer(self, self.metrics, self.cfg.metrics.listen)
+            log.info("metrics and health on http://%s (/metrics, /healthz, /readyz)",
+                     self.cfg.metrics.listen)
         self.pipeline.start()
+        self.probes_attached = True
         self._start_responder()
         if self.cfg.api.listen:
             from .api.server import ApiServer
@@ -107,6 +119,8 @@ class Agent:
             self.api.stop()
         if self.responder is not None:
             self.responder.stop()
+        if self.health is not None:
+            self.health.stop()
         self.pipeline.close()
         self.journal.close()
 
@@ -163,15 +177,29 @@ class Agent:
         self.events += len(items)
         rs = self.engine.ruleset
         catalog, node = rs.catalog, self.node
-        out = []
+        matches = []
+        t0 = time.perf_counter()
         for item in items:
             for rule in rs.evaluate(item):
-                rec = from_match(rule, item, catalog, node).to_dict()
-                if self.responder is not None:
-                    self.responder.respond(rec)      # node-local action before publishing
-                self.alerts[rule.name] += 1
-                out.append(rec)
-                self._publish(rec)
+                matches.append((rule, item))
+        if self.metrics is not None and items:
+            self.metrics.rule_eval.observe((time.perf_counter() - t0) / len(items))
+        out = []
+        for rule, item in matches:
+            rec = from_match(rule, item, catalog, node).to_dict()
+            if self.responder is not None:
+                n = len(self.responder.latencies_ns)
+                self.responder.respond(rec)          # node-local action before publishing
+                if self.metrics is not None and len(self.responder.latencies_ns) > n:
+                    self.metrics.detect_to_action.observe(
+                        self.responder.latencies_ns[-1] / 1e9)
+            self.alerts[rule.name] += 1
+            self.alerts_by_rule[(rule.name, rule.severity)] += 1
+            out.append(rec)
+            self._publish(rec)
+            if self.metrics is not None:
+                ts = item.event.ts
+                self.metrics.detect_to_alert.observe((time.monotonic_ns() - ts) / 1e9)
         return out
 
     def _emit(self, alert) -> None:
@@ -196,9 +224,29 @@ class Agent:
                 self.node, {"reload.errors": [str(e) for e in errors]}))
 
     def _check_drops(self) -> None:
-        drops = self.pipeline.sensor.drops()
+        """Kernel drops since the last check: logged, and past the threshold an alert of the
+        agent's own naming the containers whose events were lost."""
+        sensor = self.pipeline.sensor
+        drops = sensor.drops()
         new = {k: v - self.kernel_drops.get(k, 0) for k, v in drops.items()
                if v != self.kernel_drops.get(k, 0)}
-        if new:
-            log.warning("kernel dropped events (ring full): %s", new)
         self.kernel_drops = drops
+        if not new:
+            return
+        log.warning("kernel dropped events (ring full): %s", new)
+        by_cg = sensor.drops_by_cgroup()
+        lost_in = {cg: n - self._cgroup_drops.get(cg, 0) for cg, n in by_cg.items()
+                   if n != self._cgroup_drops.get(cg, 0)}
+        self._cgroup_drops = by_cg
+        if sum(new.values()) < self.cfg.metrics.drop_alert_threshold:
+            return
+        containers = []
+        for cg, n in sorted(lost_in.items(), key=lambda x: -x[1]):
+            info = self.pipeline.registry.lookup(cg)
+            containers.append({"cgroup_id": cg, "container": info.id if info else None,
+                               "lost": n})
+        self._publish(agent_alert(
+            "Mamori lost kernel events", "high",
+            f"{sum(new.values())} events lost in the kernel in the last second (ring full): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(new.items())),
+            self.node, {"lost.kinds": new, "lost.containers": containers}).to_dict())

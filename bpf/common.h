@@ -84,11 +84,20 @@ BPF_HASH(copyup_verified, struct inode_key, u64, 65536);
 #define RAMFS_MAGIC_ 0x858458f6
 #define HUGETLBFS_MAGIC_ 0x958458f6
 
+/* The same drops by cgroup, so the agent can say whose events were lost. */
+BPF_HASH(drop_cgroups, u64, u64, 4096);
+
 static __always_inline void count_drop(u32 kind)
 {
     u64 *n = drop_counts.lookup(&kind);
     if (n)
         *n += 1;
+    u64 cg = bpf_get_current_cgroup_id(), one = 1;
+    u64 *c = drop_cgroups.lookup(&cg);
+    if (c)
+        __sync_fetch_and_add(c, 1);
+    else
+        drop_cgroups.update(&cg, &one);
 }
 
 static __always_inline u32 verdict_of(u64 cg, u32 generation)

@@ -229,6 +229,10 @@ class Sensor:
                 out[kind] = n
         return out
 
+    def drops_by_cgroup(self) -> dict[int, int]:
+        """Events lost in the kernel, per cgroup id (since start)."""
+        return {k.value: v.value for k, v in self._bpf[b"drop_cgroups"].items()}
+
     def close(self) -> None:
         if self._bpf is not None:
             self._bpf.cleanup()

@@ -43,3 +43,19 @@ def test_table_json_filters_and_resume(tmp_path):
         assert (first, then) == (["1", "2"], ["3"])
     finally:
         e.close()
+
+
+def test_status_command(tmp_path):
+    e = Env(tmp_path / "srv")
+    try:
+        e.hub.publish(rec(1))
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--server",
+                            f"127.0.0.1:{e.port}"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == "node            n1"
+        assert "rules loaded    3" in lines and "last alert      #1" in lines
+        assert "alerts          high 1" in lines
+    finally:
+        e.close()

@@ -29,7 +29,8 @@ def agent_with(tmp_path, kube):
         cfg = config.load(None, {
             "node_name": NODE, "kubernetes.mode": "kubeconfig",
             "kubernetes.kubeconfig": kubeconfig or kube.kubeconfig,
-            "alerts.journal_dir": str(tmp_path / "journal"), "api.listen": []})
+            "alerts.journal_dir": str(tmp_path / "journal"),
+            "api.listen": [f"unix://{tmp_path}/mamori.sock"]})
         records = []
         a = Agent(cfg, [str(rules)], outputs=[records.append])
         a.start()
@@ -116,8 +117,16 @@ def test_isolate_cuts_only_that_container_and_release_restores(agent_with, kube,
         assert "mamori.io/quarantine" not in kube.pods[("shop", "web-b")]["metadata"]["labels"]
         pol = kube.networkpolicies[("shop", "mamori-quarantine")]
         assert pol["spec"]["podSelector"]["matchLabels"] == {"mamori.io/quarantine": "true"}
-        status, detail = agent.release("shop", "web-a")
-        assert status == "done", detail
+        import os
+        import subprocess
+        import sys
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sock = agent.cfg.api.listen[0]
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "release", "shop/web-a",
+                            "--server", sock], cwd=root, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.startswith("done: network of ")
         assert _connects(a)
         assert "mamori.io/quarantine" not in kube.pods[("shop", "web-a")]["metadata"]["labels"]
     finally:

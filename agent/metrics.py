@@ -1,0 +1,136 @@
+"""Prometheus metrics, /healthz and /readyz, on one HTTP port.
+
+Counters the agent already keeps (events per kind, drops, alerts, actions) are read at
+scrape time by a collector, so the event path pays nothing for them; latency histograms
+(detect -> alert, detect -> action, rule evaluation) are observed as things happen.
+"""
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self, agent):
+        self.agent = agent
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)          # process_resident_memory_bytes …
+        self.registry.register(_AgentCollector(agent))
+        self.detect_to_alert = Histogram(
+            "mamori_detect_to_alert_seconds", "From the kernel event to the alert published",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.detect_to_action = Histogram(
+            "mamori_detect_to_action_seconds", "From the kernel event to the node-local "
+            "response (SIGKILL or isolation) done", buckets=LATENCY_BUCKETS,
+            registry=self.registry)
+        self.rule_eval = Histogram(
+            "mamori_rule_evaluation_seconds", "Rule evaluation time per event (batch mean)",
+            buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3),
+            registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _AgentCollector:
+    def __init__(self, agent):
+        self.agent = agent
+
+    def collect(self):
+        a = self.agent
+        sensor = a.pipeline.sensor
+        c = CounterMetricFamily("mamori_events", "Events received from the kernel",
+                                labels=["kind"])
+        for kind, n in sensor.stats.received.items():
+            c.add_metric([kind], n)
+        yield c
+        c = CounterMetricFamily("mamori_events_lost", "Events lost, in the kernel (ring full) "
+                                "or in the agent's queue", labels=["kind", "where"])
+        for kind, n in a.kernel_drops.items():
+            c.add_metric([kind, "kernel"], n)
+        c.add_metric(["all", "user-queue"], a.queue_drops)
+        yield c
+        c = CounterMetricFamily("mamori_malformed_records", "Records that did not decode",
+                                labels=["reason"])
+        for reason, n in sensor.stats.malformed.items():
+            c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily("mamori_alerts", "Alerts raised", labels=["rule", "severity"])
+        for (rule, sev), n in a.alerts_by_rule.items():
+            c.add_metric([rule, sev], n)
+        yield c
+        c = CounterMetricFamily("mamori_actions", "Response actions by outcome",
+                                labels=["action", "outcome"])
+        if a.responder is not None:
+            for (action, outcome), n in a.responder.outcomes.items():
+                c.add_metric([action, outcome], n)
+        yield c
+        g = GaugeMetricFamily("mamori_subscribers", "gRPC subscribers connected")
+        g.add_metric([], len(a.hub.subscribers))
+        yield g
+        rs = a.engine.ruleset
+        g = GaugeMetricFamily("mamori_rules_loaded", "Rules loaded (enabled or not)")
+        g.add_metric([], len(rs.rules) if rs else 0)
+        yield g
+        g = GaugeMetricFamily("mamori_rules_last_reload_ok", "1 if the last rules load "
+                              "succeeded, 0 if it failed (the previous rules still run)")
+        g.add_metric([], 0 if a.engine.last_error else 1)
+        yield g
+
+
+class HealthServer:
+    """GET /metrics, /healthz (alive), /readyz (probes attached, rules loaded, pod watch
+    synced or standalone)."""
+
+    def __init__(self, agent, metrics: Metrics, address: str):
+        host, _, port = address.rpartition(":")
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/metrics":
+                    body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
+                elif self.path == "/healthz":
+                    body, ctype, code = b"ok\n", "text/plain", 200
+                elif self.path == "/readyz":
+                    ready, why = outer.ready()
+                    body, ctype, code = (why + "\n").encode(), "text/plain", \
+                        200 if ready else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.agent = agent
+        self.server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ready(self) -> tuple[bool, str]:
+        a = self.agent
+        if not a.probes_attached:
+            return False, "probes not attached yet"
+        if a.engine.ruleset is None:
+            return False, "rules not loaded"
+        pods = a.pipeline.pods
+        if pods is not None and not pods.synced.is_set():
+            return False, "pod watch not synced yet"
+        return True, "ready" + (" (standalone)" if pods is None else "")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
