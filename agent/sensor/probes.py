@@ -115,6 +115,13 @@ class Sensor:
             raise SensorError(f"no syscall tracepoints under {TRACING}: mount tracefs there "
                               "(mount -t tracefs tracefs /sys/kernel/tracing) and make sure "
                               "the kernel has CONFIG_FTRACE_SYSCALLS")
+        build = f"/lib/modules/{os.uname().release}/build"
+        if not os.path.exists(os.path.join(build, "include")):
+            raise SensorError(
+                f"kernel headers for {os.uname().release} not found at {build}: bcc needs "
+                "them to compile the probes (for types only; offsets come from BTF). On a "
+                "node, mount the host's /lib/modules and /usr/src into the pod; on a "
+                "machine, install linux-headers (scripts/setup.sh links them)")
         try:
             from bcc import BPF
         except ImportError:
