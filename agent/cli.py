@@ -1,4 +1,4 @@
-"""`mamori` command line: run (the agent), trace (raw events)."""
+"""`mamori` command line: run (the agent), alerts, status, release, rules check, trace."""
 from __future__ import annotations
 
 import argparse
@@ -120,12 +120,15 @@ def cmd_run(args) -> int:
         out.flush()
 
     agent = Agent(cfg, cfg.rules.paths, outputs=[print_alert], extra_watch=tuple(extra))
+    from .response.policy import PolicyError
     try:
         agent.start()
-    except RulesError as e:
+    except (RulesError, PolicyError) as e:
         for p in e.problems:
             print(f"mamori: {p}", file=sys.stderr)
-        print("mamori: not starting: the rules have errors", file=sys.stderr)
+        what = "the rules have" if isinstance(e, RulesError) else "the response policy has"
+        print(f"mamori: not starting: {what} errors", file=sys.stderr)
+        agent.stop()
         return 2
     log.info("probes attached (%s) in %.2fs; mamori running on node %s",
              ", ".join(agent.pipeline.sensor.families), agent.pipeline.startup_s, agent.node)
@@ -201,7 +204,7 @@ def cmd_trace(args) -> int:
     if args.ring_size:
         overrides["sensor.ring_bytes"] = args.ring_size
     cfg = configmod.load(args.config, overrides)
-    kinds = configmod.parse_kinds(args.kinds) if args.kinds else ()
+    kinds = configmod.parse_kinds(args.kinds) if args.kinds else cfg.output.kinds
     families = tuple(dict.fromkeys(FAMILY_OF[k] for k in kinds)) or cfg.sensor.families
     sensor = _start_sensor(cfg, families, args.cgroup)
     try:

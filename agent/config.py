@@ -41,8 +41,8 @@ class SensorConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    path: str = "-"                 # "-" is stdout; otherwise a file, appended to
-    kinds: tuple[str, ...] = ()     # event kinds printed by `mamori run` (empty: all)
+    path: str = "-"                 # alerts of `mamori run`: "-" is stdout, else a file
+    kinds: tuple[str, ...] = ()     # event kinds `mamori trace` prints (empty: all)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         rs = self.engine.load()               # raises RulesError: refuse to start
+        from .response.policy import Policy, load as load_policy
+        self.policy = load_policy(self.cfg.response.policy) if self.cfg.response.policy \
+            else Policy()                     # raises PolicyError: refuse to start
         for w in self.engine.warnings:
             log.warning("%s", w)
         log.info("rules: %d loaded (%d enabled) from %s", len(rs.rules),
@@ -92,10 +95,8 @@ class Agent:
     def _start_responder(self) -> None:
         from .response.isolation import Isolator
         from .response.kube_actions import KubeActions
-        from .response.policy import Policy, load as load_policy
         from .response.responder import Responder
-        policy = load_policy(self.cfg.response.policy) if self.cfg.response.policy \
-            else Policy()
+        policy = self.policy
         kube = KubeActions(self.pipeline.api_client) if self.pipeline.api_client else None
         self.responder = Responder(policy, self.pipeline.index.root, self._publish, kube,
                                    Isolator, self.cfg.response.queue_size)

@@ -45,7 +45,7 @@ def measure(action: str, runs: int, workdir: str) -> list[int]:
     policy = os.path.join(workdir, "policy.yaml")
     with open(policy, "w") as f:
         f.write("rate_limit_per_minute: 100000\n")
-    cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [],
+    cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [], "metrics.listen": "",
                              "alerts.journal_dir": os.path.join(workdir, "j-" + action),
                              "response.policy": policy})
     agent = Agent(cfg, [rules])

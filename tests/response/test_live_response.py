@@ -30,7 +30,7 @@ def agent_with(tmp_path, kube):
             "node_name": NODE, "kubernetes.mode": "kubeconfig",
             "kubernetes.kubeconfig": kubeconfig or kube.kubeconfig,
             "alerts.journal_dir": str(tmp_path / "journal"),
-            "api.listen": [f"unix://{tmp_path}/mamori.sock"]})
+            "api.listen": [f"unix://{tmp_path}/mamori.sock"], "metrics.listen": "127.0.0.1:0"})
         records = []
         a = Agent(cfg, [str(rules)], outputs=[records.append])
         a.start()

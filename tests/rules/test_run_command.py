@@ -48,7 +48,8 @@ def test_run_prints_alerts_and_reloads(tmp_path, containers):
     cfg.write_text(f"node_name: test-node\nkubernetes: {{mode: 'off'}}\n"
                    f"rules:\n  paths: [{ROOT}/rules, {user}]\n"
                    f"alerts: {{journal_dir: {tmp_path}/journal}}\n"
-                   f"api: {{listen: ['unix://{tmp_path}/mamori.sock']}}\n")
+                   f"api: {{listen: ['unix://{tmp_path}/mamori.sock']}}\n"
+                   "metrics: {listen: '127.0.0.1:0'}\n")
     agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -98,3 +99,18 @@ def test_run_refuses_to_start_on_rule_errors(tmp_path):
         f"mamori: {bad}:6:13: rule 'Hostname read': severity must be one of critical, high, "
         "medium, low, info, not 'urgent'",
         "mamori: not starting: the rules have errors"]
+
+
+def test_run_refuses_to_start_on_policy_errors(tmp_path):
+    pol = tmp_path / "policy.yaml"
+    pol.write_text("mode: enforcing\n")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"response: {{policy: {pol}}}\nkubernetes: {{mode: 'off'}}\n"
+                   f"alerts: {{journal_dir: {tmp_path}/j}}\napi: {{listen: []}}\n"
+                   "metrics: {listen: ''}\n")
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-2:] == [
+        f"mamori: {pol}:1: mode: must be enforce or audit, not 'enforcing'",
+        "mamori: not starting: the response policy has errors"]
