@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config/mamori.yaml
 
-.PHONY: setup run trace test test-unit test-kernel gen proto bench clean
+.PHONY: setup run trace test test-unit test-kernel gen proto demo bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -34,6 +34,10 @@ gen:
 ## Regenerate the gRPC code from proto/ (agent/api/gen).
 proto:
 	./scripts/gen_proto.sh
+
+## A short attack on a real container, with the agent watching (no cluster needed).
+demo: setup
+	$(PY) scripts/demo.py
 
 ## Benchmarks (writes the numbers to stdout; docs/benchmarks.md holds the last run).
 bench: setup

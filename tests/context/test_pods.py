@@ -88,9 +88,9 @@ def test_410_gone_relists(tmp_path):
         assert w.synced.wait(5) and w.relists == 1
         kube.bump()                  # history moves on without our watch seeing it ...
         kube.compact()               # ... and is compacted
-        kube.put_pod(_pod(kube, name="while-away"))
         kube.end_watches()           # our watch reconnects from a stale version: 410
         assert _wait(lambda: w.relists == 2)
+        kube.put_pod(_pod(kube, name="after"))      # and the new watch works
         assert _wait(lambda: w.pod_of_container(CID) is not None)
         assert w.errors == 0
     finally:
