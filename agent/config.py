@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import yaml
 
 from .sensor.layout import FAMILIES, KINDS
+from .yamlfile import YamlFileError, read_mapping
 
 # Probe families a user chooses; the cgroup family (container discovery) is always loaded.
 EVENT_FAMILIES = ("process", "file", "net", "priv")
@@ -164,18 +165,9 @@ def load(path: str | None, overrides: dict | None = None) -> Config:
     if path:
         where = path
         try:
-            text = open(path).read()
-        except OSError as e:
-            raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
-        try:
-            node = yaml.compose(text)
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError([f"{path}{line}: YAML syntax: {getattr(e, 'problem', e)}"]) from None
-        if not isinstance(raw, dict):
-            raise ConfigError([f"{path}:1: the configuration must be a mapping of keys"])
+            raw, node = read_mapping(path, "the configuration must be a mapping of keys")
+        except YamlFileError as e:
+            raise ConfigError(e.problems) from None
         lines = _lines(node)
     for dotted, value in (overrides or {}).items():
         d = raw

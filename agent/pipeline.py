@@ -19,7 +19,7 @@ from .context.process_tree import ProcessTree
 from .context.registry import ContainerRegistry
 from .drift.detector import DriftDetector, Hasher
 from .drift.prevention import DriftPrevention
-from .sensor import cgroups, decoder
+from .sensor import cgroups
 from .sensor.probes import Sensor
 
 log = logging.getLogger("mamori.pipeline")
@@ -89,15 +89,8 @@ class Pipeline:
         the enriched events. Malformed records are counted and skipped."""
         out = []
         discovery, enrich = self.discovery, self.enricher.enrich
-        decode, stats = decoder.decode, self.sensor.stats
         prevention = self.prevention
-        for raw in records:
-            try:
-                ev = decode(raw)
-            except decoder.MalformedEvent as e:
-                stats.malformed[str(e).split(" record")[0]] += 1
-                continue
-            stats.received[ev.kind] += 1
+        for ev in self.sensor.decode_batch(records):
             if ev.kind in ("cgroup_mkdir", "cgroup_rmdir"):
                 discovery.handle(ev)
                 continue

@@ -203,9 +203,6 @@ class Agent:
                 self.metrics.detect_to_alert.observe((time.monotonic_ns() - ts) / 1e9)
         return out
 
-    def _emit(self, alert) -> None:
-        self._publish(alert.to_dict())
-
     def _publish(self, rec: dict) -> None:
         """Journal first (the record gets its sequence number), then every output."""
         self.hub.publish(rec)
@@ -218,11 +215,11 @@ class Agent:
     def _reload(self) -> None:
         errors = self.engine.reload()
         if errors:
-            self._emit(agent_alert(
+            self._publish(agent_alert(
                 "Mamori rules reload failed", "high",
                 f"Rules reload failed with {len(errors)} error(s); the previous "
                 f"{len(self.engine.ruleset.rules)} rules stay loaded. First: {errors[0]}",
-                self.node, {"reload.errors": [str(e) for e in errors]}))
+                self.node, {"reload.errors": [str(e) for e in errors]}).to_dict())
 
     def _check_drops(self) -> None:
         """Kernel drops since the last check: logged, and past the threshold an alert of the

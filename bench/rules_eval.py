@@ -19,7 +19,6 @@ import argparse
 import multiprocessing as mp
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ from agent.context.registry import ContainerRegistry  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
 from agent.rules.engine import RuleEngine  # noqa: E402
 from agent.sensor import cgroups, decoder  # noqa: E402
-from sensor_overhead import STORM, build_storm  # noqa: E402
+from sensor_overhead import build_storm, storm  # noqa: E402
 
 WORKLOAD = ("i=0; while [ $i -lt 40 ]; do cat /etc/hostname /etc/passwd >/dev/null; "
             "ls /tmp >/dev/null; nc -w 1 127.0.0.1 8080 </dev/null 2>/dev/null; "
@@ -119,13 +118,8 @@ def _worker_main(conn):
 
 
 def run_storm(cgroup_dir: str, n: int) -> float:
-    def enter():
-        with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
-            f.write("0")
-    t0 = time.monotonic()
-    subprocess.run([STORM, "open", str(n), "/etc/hostname"], preexec_fn=enter, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.monotonic() - t0
+    """An openat+close storm in cgroup_dir (sensor_overhead.storm); its wall time."""
+    return storm("open", n, cgroup_dir)[2]
 
 
 def pipeline_thread(sensor, cg, n, queue_batches=4096):

@@ -14,7 +14,6 @@ import logging
 import os
 import struct
 import threading
-import time
 import zlib
 
 import msgpack

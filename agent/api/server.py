@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ..alerts.hub import SEVERITY_RANK, AlertHub, Filter, Matcher
+from ..alerts.hub import AlertHub, Filter, Matcher
 from .gen.mamori.v1 import alerts_pb2 as pb
 from .gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
 

@@ -3,6 +3,7 @@ runtime left on disk (annotations, image, names) and the container's root filesy
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from . import containers as ct
 from .cgroup_index import CgroupIndex
@@ -62,7 +63,7 @@ class ContainerRegistry:
         ref = ct.ContainerRef(old.id, old.runtime, old.pod_uid, old.cgroup_path)
         info = self._describe(ref, pid)
         if info.rootfs is None and old.rootfs is not None:
-            info = _replace(info, rootfs=old.rootfs)
+            info = replace(info, rootfs=old.rootfs)
         self._by_cgroup[cgroup_id] = self._by_id[old.id] = info
         return info
 
@@ -85,7 +86,7 @@ class ContainerRegistry:
         rootfs = ct.rootfs_of(pid)
         if rootfs is None:
             return info
-        new = _replace(info, rootfs=rootfs)
+        new = replace(info, rootfs=rootfs)
         self._by_id[info.id] = new
         for cg, i in list(self._by_cgroup.items()):
             if i is info:
@@ -111,7 +112,3 @@ class ContainerRegistry:
             pod_name=meta.get("pod_name", ""), pod_namespace=meta.get("pod_namespace", ""),
             rootfs=rootfs, annotations=ann)
 
-
-def _replace(info: ct.ContainerInfo, **kw) -> ct.ContainerInfo:
-    from dataclasses import replace
-    return replace(info, **kw)

@@ -31,7 +31,6 @@ class DriftPrevention:
         self.namespaces = set(namespaces)
         self.images = tuple(images)
         self.enforced: set[int] = set()
-        self.decided: set[int] = set()
         self.verified = 0
 
     @property

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..yamlfile import YamlFileError, read_mapping
+
 ACTIONS = ("log", "isolate", "terminate")
 MODES = ("enforce", "audit")
 
@@ -71,16 +73,9 @@ _KEYS = {"mode", "grace_period_seconds", "protected_namespaces", "protected_labe
 def load(path: str) -> Policy:
     """Read and check a policy file; every problem as `file:line: message`."""
     try:
-        text = open(path).read()
-    except OSError as e:
-        raise PolicyError([f"{path}: cannot read: {e.strerror}"]) from None
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise PolicyError([f"{path}:{mark.line + 1 if mark else 1}: YAML syntax: "
-                           f"{getattr(e, 'problem', e)}"]) from None
+        raw, node = read_mapping(path, "a policy is a mapping of keys")
+    except YamlFileError as e:
+        raise PolicyError(e.problems) from None
     lines = {}
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
@@ -93,8 +88,6 @@ def load(path: str) -> Policy:
     def err(key, msg):
         problems.append(f"{path}:{lines.get(key, 1)}: {key}: {msg}")
 
-    if not isinstance(raw, dict):
-        raise PolicyError([f"{path}:1: a policy is a mapping of keys"])
     for k in raw:
         if k not in _KEYS:
             err(k, f"unknown key (known: {', '.join(sorted(_KEYS))})")

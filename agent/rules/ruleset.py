@@ -10,7 +10,6 @@ from . import attack, condition as C, fields as F
 from .loader import Item, Problem, Where, merge, parse_file, rule_files
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}   # info 0 … critical 4
 ACTIONS = ("log", "isolate", "terminate")
 # %proc.exe, or %{k8s.labels.app.kubernetes.io/name} for names with other characters
 _OUT_FIELD = re.compile(r"%\{([^}]+)\}|%([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+)")

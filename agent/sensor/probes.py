@@ -203,21 +203,22 @@ class Sensor:
 
     # -- reading -----------------------------------------------------------------------
     def poll(self) -> list:
-        """Consume every record in the ring now (no waiting), decode, return the events.
-        Malformed records are counted in stats.malformed and skipped."""
-        self._bpf.ring_buffer_consume()
-        raw, self._raw = self._raw, []
+        """Consume every record in the ring now (no waiting), decode, return the events."""
+        return self.decode_batch(self.poll_raw())
+
+    def decode_batch(self, records: list[bytes]) -> list:
+        """Decode raw records in order. Malformed ones are counted in stats.malformed and
+        skipped; the others are counted per kind in stats.received."""
         out = []
-        dec = decoder.decode
-        for r in raw:
+        dec, received, malformed = decoder.decode, self.stats.received, self.stats.malformed
+        for r in records:
             try:
                 ev = dec(r)
             except decoder.MalformedEvent as e:
-                self.stats.malformed[str(e).split(" record")[0]] += 1
+                malformed[str(e).split(" record")[0]] += 1
                 continue
+            received[ev.kind] += 1
             out.append(ev)
-        for ev in out:
-            self.stats.received[ev.kind] += 1
         return out
 
     def poll_raw(self) -> list[bytes]:

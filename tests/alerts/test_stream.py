@@ -1,7 +1,6 @@
 """The gRPC alert stream, over real loopback connections: filters, replay and live with no
 gap and no duplicate, reconnect and restart, a stalled subscriber, TLS and mTLS."""
 import datetime
-import re
 import threading
 import time
 

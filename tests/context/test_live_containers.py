@@ -1,6 +1,5 @@
 """Context on real runc containers: the sensor, discovery, process tree, container registry
 and pod watch together, as `mamori run` wires them."""
-import os
 import time
 from dataclasses import replace
 

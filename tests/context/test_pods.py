@@ -1,21 +1,16 @@
 """The pod watch against the kube-apiserver double, through the official client."""
-import time
 
 import pytest
 
 from agent.context.pods import PodWatcher, api_client, strip_runtime
+from testbed.waiting import wait_until
 
 CID = "c" * 64
 NODE = "node-1"
 
 
 def _wait(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(pred, timeout)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ exactly which syscall, flags and arguments the kernel saw (libc wrappers add O_C
 pick openat for open, and so on)."""
 import ctypes
 import json
-import os
+import os  # noqa: F401 - the children use os.O_* through "from syscalls import *"
 import sys
 
 NR = {

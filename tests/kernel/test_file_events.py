@@ -1,6 +1,5 @@
 """open, unlink, rename and chmod events from raw syscalls, checked field by field."""
 import os
-import tempfile
 
 import pytest
 

@@ -1,8 +1,5 @@
 """Metrics and health of a running agent (in-process): values move as real events, drops
 and alerts happen; readiness only once probes and rules are in place."""
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error

@@ -2,12 +2,12 @@
 double: terminate, isolate and release, and an API that is down."""
 import socket
 import threading
-import time
 
 import pytest
 
 from agent import config
 from agent.runtime import Agent
+from testbed.waiting import wait_until
 
 NODE = "node-1"
 
@@ -42,12 +42,7 @@ def agent_with(tmp_path, kube):
 
 
 def _wait(pred, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(pred, timeout)
 
 
 def _pod_for(kube, c, name):
