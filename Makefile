@@ -4,10 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config/mamori.yaml
 
-.PHONY: setup run trace test test-unit test-kernel gen proto demo bench clean
+.PHONY: setup helm run trace test test-unit test-kernel gen proto demo bench clean
 
 setup:
 	@./scripts/setup.sh
+
+## helm at .tools/bin/helm, for the chart tests (scripts/fetch_helm.sh says from where).
+helm:
+	@./scripts/fetch_helm.sh
 
 ## Run the agent on this node with the default configuration (Ctrl-C stops it).
 run: setup
@@ -17,11 +21,11 @@ run: setup
 trace: setup
 	$(VENV)/bin/mamori trace --config $(CONFIG) --all-processes
 
-## The whole test suite: unit tests and kernel tests (real eBPF, real syscalls).
-test: setup
+## The whole test suite: unit, kernel (real eBPF, real syscalls), container, chart and e2e.
+test: setup helm
 	$(PY) -m pytest -v
 
-test-unit: setup
+test-unit: setup helm
 	$(PY) -m pytest -v tests/unit
 
 test-kernel: setup
@@ -44,4 +48,4 @@ bench: setup
 	$(PY) bench/sensor_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info bench/build
+	rm -rf $(VENV) .tools .pytest_cache build *.egg-info bench/build
