@@ -129,6 +129,8 @@ class HealthServer:
         pods = a.pipeline.pods
         if pods is not None and not pods.synced.is_set():
             return False, "pod watch not synced yet"
+        if not a.serving:
+            return False, "response, gRPC API and pipeline threads starting"
         return True, "ready" + (" (standalone)" if pods is None else "")
 
     def stop(self) -> None:

@@ -46,6 +46,7 @@ class Agent:
         self.alerts = Counter()               # per rule
         self.alerts_by_rule = Counter()       # per (rule, severity)
         self.probes_attached = False
+        self.serving = False
         self.metrics = None
         self.health = None
         self.events = 0
@@ -91,6 +92,7 @@ class Agent:
                                           daemon=True)]
         for t in self._threads:
             t.start()
+        self.serving = True                   # /readyz: alerts flow and the API answers
 
     def _start_responder(self) -> None:
         from .response.isolation import Isolator
