@@ -43,9 +43,9 @@ proto:
 demo: setup
 	$(PY) scripts/demo.py
 
-## Benchmarks (writes the numbers to stdout; docs/benchmarks.md holds the last run).
+## Every benchmark in one run; writes the report into docs/benchmarks.md (about 5 min).
 bench: setup
-	$(PY) bench/sensor_overhead.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache build *.egg-info bench/build

@@ -79,6 +79,10 @@ class Agent:
         self.pipeline.start()
         self.probes_attached = True
         self._start_responder()
+        from .memory import release_compiler_memory
+        before, after = release_compiler_memory()      # the compiler is done for good
+        log.info("resident memory after start: %d MiB (compiler released: %d MiB)",
+                 after // 1024, (before - after) // 1024)
         if self.cfg.api.listen:
             from .api.server import ApiServer
             a = self.cfg.api

@@ -2,16 +2,16 @@
 
     sudo make bench            # or: sudo .venv/bin/python bench/sensor_overhead.py
 
-For an openat+close storm and a fork+exec storm (bench/storm.c, compiled here), measures
-ns per iteration with:
+For an openat+close storm, a fork+exec storm and a socket+connect storm (bench/storm.c,
+compiled here), measures ns per iteration with:
   none      no probe at all
   floor     empty programs on exactly the tracepoints Mamori attaches (what any
             tracepoint sensor pays before doing anything)
   outside   Mamori, all probe families, the storm outside every watched cgroup
   inside    Mamori, the storm inside a watched cgroup, a consumer polling every 10 ms and
             decoding every event into its dataclass
-  bpftrace  an opensnoop/execsnoop-like bpftrace script printing every event (what a user
-            runs on a kernel where bcc's own opensnoop/execsnoop do not load)
+  bpftrace  an opensnoop/execsnoop/tcpconnect-like bpftrace script printing every event
+            (what a user runs on a kernel where bcc's own tools do not load)
 and, for "inside", the events delivered to Python per second and the events lost.
 Each configuration runs REPEAT times; the median is reported.
 """
@@ -33,7 +33,8 @@ from agent.sensor.probes import Sensor  # noqa: E402
 
 BUILD = os.path.join(HERE, "build")
 STORM = os.path.join(BUILD, "storm")
-TARGET = "/etc/hostname"
+# what each storm works on: a file to open, a program to exec, a closed loopback port
+STORM_ARG = {"open": "/etc/hostname", "exec": "/bin/true", "connect": "9"}
 
 BPFTRACE = {
     "open": ("tracepoint:syscalls:sys_enter_openat { @f[tid] = args->filename; } "
@@ -41,6 +42,10 @@ BPFTRACE = {
              "pid, comm, args->ret, str(@f[tid])); delete(@f[tid]); }"),
     "exec": ("tracepoint:syscalls:sys_enter_execve { printf(\"%d %s %s \", pid, comm, "
              "str(args->filename)); join(args->argv); }"),
+    "connect": ("tracepoint:syscalls:sys_enter_connect { $sa = (struct sockaddr_in *)"
+                "args->uservaddr; printf(\"%d %s %s %d\\n\", pid, comm, "
+                "ntop($sa->sin_addr.s_addr), ($sa->sin_port >> 8) | "
+                "(($sa->sin_port << 8) & 0xff00)); }"),
 }
 
 
@@ -57,16 +62,17 @@ def make_cgroup(name: str) -> str:
     return d
 
 
-def storm(kind: str, n: int, cgroup_dir: str) -> tuple[float, int, float]:
-    """Run one storm in cgroup_dir; (ns per iteration, pid, wall seconds)."""
-    arg = TARGET if kind == "open" else "/bin/true"
-
+def storm(kind: str, n: int, cgroup_dir: str, rate: float = 0) -> tuple[float, int, float]:
+    """Run one storm in cgroup_dir (at `rate` iterations/s, or flat out);
+    (ns per iteration, pid, wall seconds)."""
     def enter():
         with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
             f.write("0")
-    p = subprocess.Popen([STORM, kind, str(n), arg], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, env={**os.environ, "STORM_WAIT": "1"},
-                         preexec_fn=enter)
+    env = {**os.environ, "STORM_WAIT": "1"}
+    if rate:
+        env["STORM_RATE"] = str(rate)
+    p = subprocess.Popen([STORM, kind, str(n), STORM_ARG[kind]], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, env=env, preexec_fn=enter)
     t0 = time.monotonic()
     out, _ = p.communicate(b"go\n")
     wall = time.monotonic() - t0
@@ -101,79 +107,112 @@ def floor_source(sensor: Sensor) -> str:
     return "\n".join(lines)
 
 
-def median_runs(fn, repeat: int):
-    runs = [fn() for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), runs
+class Switch:
+    """Detach and re-attach every tracepoint program of a loaded bcc object, so that the
+    configurations can take turns in each round without recompiling (bcc names the
+    function of TRACEPOINT_PROBE(cat, name) tracepoint__cat__name and that of
+    RAW_TRACEPOINT_PROBE(name) raw_tracepoint__name)."""
+
+    def __init__(self, b):
+        self.b = b
+        self.tps = list(b.tracepoint_fds)
+        self.raws = list(b.raw_tracepoint_fds)
+
+    def off(self):
+        for tp in list(self.b.tracepoint_fds):
+            self.b.detach_tracepoint(tp)
+        for tp in list(self.b.raw_tracepoint_fds):
+            self.b.detach_raw_tracepoint(tp)
+
+    def on(self):
+        for tp in self.tps:
+            cat, name = tp.split(b":")
+            self.b.attach_tracepoint(tp=tp, fn_name=b"tracepoint__" + cat + b"__" + name)
+        for tp in self.raws:
+            self.b.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--open-n", type=int, default=500_000)
-    ap.add_argument("--exec-n", type=int, default=2_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--ring", type=int, default=16 << 20)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench: needs root (eBPF)")
+def bpftrace_storm(kind: str, n: int, cgroup_dir: str) -> float:
+    bt = subprocess.Popen(["bpftrace", "-e", BPFTRACE[kind]], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL)
+    bt.stdout.readline()                      # "Attaching N probes..."
+    threading.Thread(target=lambda: [None for _ in bt.stdout], daemon=True).start()
+    try:
+        return storm(kind, n, cgroup_dir)[0]
+    finally:
+        bt.terminate()
+        bt.wait()
+
+
+def measure(sizes: dict[str, int], repeat: int = 3, ring: int = 16 << 20):
+    """Every storm in `sizes` (kind -> iterations) under every configuration, the
+    configurations taking turns within each of `repeat` rounds (a slow drift of the machine
+    then touches them all alike); returns ({kind: {config: {"ns" (median), and for inside
+    "events_per_s", "lost"}}}, sensor start seconds)."""
     from bcc import BPF
-
     build_storm()
     watched, unwatched = make_cgroup("watched"), make_cgroup("unwatched")
-    sizes = {"open": args.open_n, "exec": args.exec_n}
-    results: dict[str, dict[str, dict]] = {k: {} for k in sizes}
-
-    def plain(kind, cg):
-        return lambda: storm(kind, sizes[kind], cg)[:1]
-
-    # none
-    for kind in sizes:
-        results[kind]["none"] = {"ns": median_runs(plain(kind, unwatched), args.repeat)[0]}
-
-    # Mamori: outside, then inside
-    sensor = Sensor(ring_bytes=args.ring)
+    sensor = Sensor(ring_bytes=ring)
     t0 = time.monotonic()
     sensor.start()
     startup = time.monotonic() - t0
     sensor.watch_cgroup(cgroups.cgroup_id(watched))
     consumer = Consumer(sensor)
     consumer.start()
-    for kind in sizes:
-        results[kind]["outside"] = {"ns": median_runs(plain(kind, unwatched), args.repeat)[0]}
-    for kind in sizes:
-        runs = []
-        for _ in range(args.repeat):
-            base_drops = sum(sensor.drops().values())
-            ns, pid, wall = storm(kind, sizes[kind], watched)
-            time.sleep(0.1)
-            runs.append((ns, consumer.counts.get(pid, 0), wall,
-                         sum(sensor.drops().values()) - base_drops))
-        mid = sorted(runs)[len(runs) // 2]
-        results[kind]["inside"] = {"ns": mid[0], "events": mid[1],
-                                   "events_per_s": mid[1] / mid[2],
-                                   "lost": max(r[3] for r in runs)}
-    floor = floor_source(sensor)
-    consumer.stop = True
-    consumer.join()
-    sensor.close()
+    floor = BPF(text=floor_source(sensor).encode())
+    mamori, empty = Switch(sensor._bpf), Switch(floor)
+    mamori.off()
+    empty.off()
+    ns = {k: {c: [] for c in ("none", "floor", "outside", "inside", "bpftrace")}
+          for k in sizes}
+    inside = {k: [] for k in sizes}
+    try:
+        for _ in range(repeat):
+            for kind, n in sizes.items():
+                ns[kind]["none"].append(storm(kind, n, unwatched)[0])
+                empty.on()
+                ns[kind]["floor"].append(storm(kind, n, unwatched)[0])
+                empty.off()
+                mamori.on()
+                ns[kind]["outside"].append(storm(kind, n, unwatched)[0])
+                base_drops = sum(sensor.drops().values())
+                t, pid, wall = storm(kind, n, watched)
+                time.sleep(0.1)
+                ns[kind]["inside"].append(t)
+                inside[kind].append((consumer.counts.get(pid, 0) / wall,
+                                     sum(sensor.drops().values()) - base_drops))
+                mamori.off()
+                ns[kind]["bpftrace"].append(bpftrace_storm(kind, n, unwatched))
+    finally:
+        consumer.stop = True
+        consumer.join()
+        floor.cleanup()
+        sensor.close()
+        for d in (watched, unwatched):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    results = {k: {c: {"ns": statistics.median(v)} for c, v in cfgs.items()}
+               for k, cfgs in ns.items()}
+    for k, runs in inside.items():
+        results[k]["inside"]["events_per_s"] = statistics.median(r[0] for r in runs)
+        results[k]["inside"]["lost"] = max(r[1] for r in runs)
+    return results, startup
 
-    # floor
-    b = BPF(text=floor.encode())
-    for kind in sizes:
-        results[kind]["floor"] = {"ns": median_runs(plain(kind, unwatched), args.repeat)[0]}
-    b.cleanup()
 
-    # bpftrace
-    for kind in sizes:
-        bt = subprocess.Popen(["bpftrace", "-e", BPFTRACE[kind]], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)
-        bt.stdout.readline()                      # "Attaching N probes..."
-        drain = threading.Thread(target=lambda: [None for _ in bt.stdout], daemon=True)
-        drain.start()
-        results[kind]["bpftrace"] = {"ns": median_runs(plain(kind, unwatched),
-                                                       args.repeat)[0]}
-        bt.terminate()
-        bt.wait()
-
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--open-n", type=int, default=500_000)
+    ap.add_argument("--exec-n", type=int, default=2_000)
+    ap.add_argument("--connect-n", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ring", type=int, default=16 << 20)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (eBPF)")
+    results, startup = measure({"open": args.open_n, "exec": args.exec_n,
+                                "connect": args.connect_n}, args.repeat, args.ring)
     print(f"sensor start (compile + attach, all families): {startup:.2f} s")
     print(f"{'storm':6} {'config':9} {'ns/iter':>10} {'overhead':>9} {'vs floor':>9} "
           f"{'events/s':>10} {'lost':>6}")
@@ -188,11 +227,6 @@ def main() -> int:
             lost = str(r["lost"]) if "lost" in r else ""
             print(f"{kind:6} {cfg:9} {r['ns']:10.1f} {over / base * 100:+8.1f}% {vs:>9} "
                   f"{eps:>10} {lost:>6}")
-    for d in (watched, unwatched):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
     return 0
 
 
