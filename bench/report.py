@@ -403,7 +403,7 @@ def main() -> int:
     peak_rss = max([s["peak"] for s in r["steps"]] + [r["idle"]["rss"]])
     r["targets"] = [
         ("outside watched containers ≤ 1.2× the floor's overhead",
-         ", ".join(f"{k} {x:.2f}×" if x is not None else
+         ", ".join(f"{k} {x:.3f}×" if x is not None else
                    f"{k}: floor within noise, outside "
                    f"{(ov[k]['outside']['ns'] - ov[k]['none']['ns']) / ov[k]['none']['ns']:+.1%}"
                    for k, x in ratios.items()), worst_outside <= 1.2),

@@ -63,7 +63,13 @@ def main() -> int:
         subprocess.run(["gcc", "-static", "-O2", "-o", probe,
                         os.path.join(ROOT, "tests", "helpers", "probe.c")], check=True)
         img = build_image(os.path.join(work, "image"), {"/usr/local/bin/probe": probe})
-        c = Container(img, os.path.join(work, "containers"), network=True).start()
+        # the annotations a CRI runtime would set: the alerts name pod and image without
+        # a cluster to ask
+        c = Container(img, os.path.join(work, "containers"), network=True, annotations={
+            "io.kubernetes.cri.sandbox-namespace": "shop",
+            "io.kubernetes.cri.sandbox-name": "web-7d9c4-x2x9q",
+            "io.kubernetes.cri.container-name": "web",
+            "io.kubernetes.cri.image-name": "registry.example/shop/web:1.4.2"}).start()
         print(f"== sandbox container {c.id} is running")
         viewer = subprocess.Popen(mamori + ["alerts", "--follow", "--server", sock], cwd=ROOT)
         time.sleep(1.5)

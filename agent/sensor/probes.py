@@ -105,7 +105,7 @@ class Sensor:
         map calls (`m.lookup()`) and generates TRACEPOINT_PROBE argument structs only in
         its main text, not in #included files. Each file's own `#include "common.h"` is
         then a no-op thanks to the include guard."""
-        parts = ["common.h", *(FAMILY_SOURCES[f] for f in self.families)]
+        parts = ["common.h", "task_epoch.c", *(FAMILY_SOURCES[f] for f in self.families)]
         return "".join(f'#line 1 "{p}"\n' + (BPF_DIR / p).read_text() for p in parts)
 
     def start(self) -> None:

@@ -112,3 +112,28 @@ def test_malformed_records_are_counted_and_skipped(sensor, collector, watched_cg
     [ev] = collector.of_pid(p.pid, "exec")
     assert ev.exe == os.path.realpath("/bin/true")
     assert sum(sensor.stats.malformed.values()) == before + 2
+
+
+def test_a_task_moving_between_cgroups_is_judged_by_its_new_cgroup_at_once(
+        sensor, collector, watched_cgroup, tmp_path):
+    """The filter caches its verdict per CPU by task; moving to another cgroup must not
+    leave the old verdict behind, even on the same CPU, in the very next syscall."""
+    other = make_cgroup("mover")
+    try:
+        before, inside, after = (str(tmp_path / n) for n in ("before", "inside", "after"))
+        code = (
+            "os.sched_setaffinity(0, {0})\n"
+            "def move(d):\n"
+            "    with open(os.path.join(d, 'cgroup.procs'), 'w') as f:\n"
+            "        f.write('0')\n"
+            f"for _ in range(100): sc('openat', AT_FDCWD, {before!r}, os.O_RDONLY, 0)\n"
+            f"move({watched_cgroup!r})\n"
+            f"sc('openat', AT_FDCWD, {inside!r}, os.O_RDONLY, 0)\n"
+            f"move({other!r})\n"
+            f"sc('openat', AT_FDCWD, {after!r}, os.O_RDONLY, 0)\n")
+        child = run_python(other, code)
+        assert len(_opens(collector, child.pid, inside)) == 1
+        assert _opens(collector, child.pid, before, timeout=0.5) == []
+        assert _opens(collector, child.pid, after, timeout=0.5) == []
+    finally:
+        remove_cgroup(other)
