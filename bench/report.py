@@ -187,7 +187,7 @@ def rate_step(agent: AgentProcess, rate: float, seconds: float) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     c0, t0 = agent.cpu_s(), time.monotonic()
-    _, _, wall = sensor_overhead.storm("open", n, agent.cgroup, rate=rate)
+    ns_per_iter, _, _ = sensor_overhead.storm("open", n, agent.cgroup, rate=rate)
     storm_end = time.monotonic()
     last, last_change = events(agent.counters(), "open"), time.monotonic()
     while time.monotonic() - last_change < 0.5 and time.monotonic() - storm_end < 30:
@@ -203,7 +203,7 @@ def rate_step(agent: AgentProcess, rate: float, seconds: float) -> dict:
     cpu = (agent.cpu_s() - c0) / (done - t0) * 100
     sampling.set()
     sampler.join()
-    return {"offered": n / wall, "n": n, "delivered": delivered,
+    return {"offered": 1e9 / ns_per_iter, "n": n, "delivered": delivered,
             "processed_per_s": delivered / max(done - t0, 1e-9),
             "lag_s": max(0.0, done - storm_end), "lost_kernel": k1 - k0,
             "lost_queue": q1 - q0, "cpu": cpu, "peak": peak[0]}
@@ -336,7 +336,7 @@ def main() -> int:
     sizes = {"open": 100_000 if q else 500_000, "exec": 500 if q else 2_000,
              "connect": 20_000 if q else 100_000}
     repeat = 1 if q else 3
-    rates = [10_000, 25_000, 50_000, 75_000, 100_000, 150_000]
+    rates = [10_000, 25_000, 50_000, 75_000, 100_000, 125_000, 150_000, 200_000]
     step_s = 2 if q else 5
     r = {"quick": q, "sizes": sizes, "repeat": repeat,
          "date": datetime.date.today().isoformat(),

@@ -77,11 +77,95 @@ class Context:
     broken: set = field(default_factory=set)      # macros whose own condition has errors
 
 
+@dataclass(frozen=True)
+class Gate:
+    """A necessary condition on one field, found at compile time: if the condition holds,
+    the field's value is one of `exact`, starts with one of `prefixes` or ends with one of
+    `suffixes`, or contains one of `substrings`. The ruleset tests the gates of many rules
+    on the same field at once, so an event that none of them can match skips them all
+    (most events match no rule). Conditions carry gates as functions of the event kind:
+    `(event.kind = exec and …) or (file.path startswith /etc/x)` has a gate for open
+    events (the first branch cannot hold there) and none for exec events."""
+    field: str
+    get: object
+    exact: frozenset = frozenset()
+    prefixes: tuple = ()
+    suffixes: tuple = ()
+    substrings: tuple = ()
+
+    def union(self, other: "Gate") -> "Gate":
+        return Gate(self.field, self.get, self.exact | other.exact,
+                    self.prefixes + other.prefixes, self.suffixes + other.suffixes,
+                    self.substrings + other.substrings)
+
+
+# the field a gate is best placed on when a conjunction offers several: the ones most
+# rules of a kind test, so that their gates merge into one test
+GATE_PREFERENCE = ("file.path", "net.dport", "proc.name", "proc.exe")
+
+
+def _better_gate(gates):
+    gates = [g for g in gates if g is not None]
+    if not gates:
+        return None
+    return min(gates, key=lambda g: GATE_PREFERENCE.index(g.field)
+               if g.field in GATE_PREFERENCE else len(GATE_PREFERENCE))
+
+
+def _gate_of(fld: F.Field, op: str, values):
+    """The gate (a function of the kind) of `fld op values` on a scalar text or number
+    field, or None."""
+    g = None
+    if fld.type == F.STR:
+        if op in ("=", "in"):
+            g = Gate(fld.name, fld.get, exact=frozenset(values))
+        elif op == "startswith":
+            g = Gate(fld.name, fld.get, prefixes=tuple(values))
+        elif op == "endswith":
+            g = Gate(fld.name, fld.get, suffixes=tuple(values))
+        elif op == "contains":
+            g = Gate(fld.name, fld.get, substrings=tuple(values))
+        elif op == "glob":                 # the literal text before the first wildcard
+            prefixes = tuple(re.split(r"[*?\[]", v, maxsplit=1)[0] for v in values)
+            if all(prefixes):
+                g = Gate(fld.name, fld.get, prefixes=prefixes)
+    elif fld.type == F.INT and op in ("=", "in"):
+        g = Gate(fld.name, fld.get, exact=frozenset(values))
+    return None if g is None else (lambda kind: g)
+
+
+def _and_gate(gates):
+    gates = [g for g in gates if g is not None]
+    if not gates:
+        return None
+    return lambda kind: _better_gate(g(kind) for g in gates)
+
+
+def _or_gate(cans, gates):
+    """Branches that cannot hold for the kind do not count; every other branch needs a
+    gate, on one field."""
+    pairs = tuple(zip(cans, gates))
+
+    def gate_for(kind):
+        live = [g for c, g in pairs if c(kind)]
+        if not live or any(g is None for g in live):
+            return None
+        gs = [g(kind) for g in live]
+        if any(g is None for g in gs) or len({g.field for g in gs}) > 1:
+            return None
+        out = gs[0]
+        for g in gs[1:]:
+            out = out.union(g)
+        return out
+    return gate_for
+
+
 @dataclass
 class Compiled:
     fn: object                    # item -> bool
     fields: set                   # field names used (macros included)
     can: object = None            # kind -> bool: can the condition hold for that kind?
+    gate: object = None           # kind -> Gate or None: a necessary condition (or None)
 
 
 def _always(kind):
@@ -152,8 +236,9 @@ class _Parser:
         return t
 
     # condition := and ('or' and)*
-    # Every method returns (fn, can): fn(item) -> bool, can(kind) -> could fn be true for
-    # an event of that kind (a comparison on a field the kind never has cannot).
+    # Every method returns (fn, can, gate): fn(item) -> bool, can(kind) -> could fn be true
+    # for an event of that kind (a comparison on a field the kind never has cannot), gate
+    # a Gate that fn's truth implies, or None.
     def parse(self):
         fn = self.or_expr()
         t = self.peek()
@@ -170,7 +255,8 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         cans = tuple(p[1] for p in parts)
-        return _any([p[0] for p in parts]), (lambda k: any(c(k) for c in cans))
+        return (_any([p[0] for p in parts]), (lambda k: any(c(k) for c in cans)),
+                _or_gate(cans, [p[2] for p in parts]))
 
     def and_expr(self):
         parts = [self.not_expr()]
@@ -180,14 +266,15 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         cans = tuple(p[1] for p in parts)
-        return _all([p[0] for p in parts]), (lambda k: all(c(k) for c in cans))
+        return (_all([p[0] for p in parts]), (lambda k: all(c(k) for c in cans)),
+                _and_gate(p[2] for p in parts))
 
     def not_expr(self):
         t = self.peek()
         if t.kind == "word" and t.text == "not":
             self.next()
             inner = self.not_expr()[0]
-            return (lambda item: not inner(item)), _always
+            return (lambda item: not inner(item)), _always, None
         return self.factor()
 
     def factor(self):
@@ -215,7 +302,12 @@ class _Parser:
             raise ConditionError(f"undefined macro {name!r}", t.pos)
         self.fields.add(name)
         kinds = fld.kinds
-        return self.predicate(fld, t), (lambda k: k in kinds)
+        fn, gate = self.predicate(fld, t)
+        g0 = gate(None) if name == "event.kind" and gate is not None else None
+        if g0 is not None and not (g0.prefixes or g0.suffixes or g0.substrings):
+            only = g0.exact                     # event.kind = exec: only exec events
+            return fn, (lambda k: k in kinds and k in only), gate
+        return fn, (lambda k: k in kinds), gate
 
     def macro(self, name: str, pos: int):
         ctx = self.ctx
@@ -237,42 +329,49 @@ class _Parser:
                 raise ConditionError(f"in macro {name!r}: {e}", pos) from None
             finally:
                 ctx.stack.pop()
-            ctx.compiled_macros[name] = Compiled(_memo(fn[0]), sub.fields, fn[1])
+            ctx.compiled_macros[name] = Compiled(_memo(fn[0]), sub.fields, fn[1], fn[2])
         m = ctx.compiled_macros[name]
         self.fields |= m.fields
-        return m.fn, m.can
+        return m.fn, m.can, m.gate
 
     # -- predicates --------------------------------------------------------------------
     def predicate(self, fld: F.Field, ftok: Tok):
+        """(fn, gate) for `fld OP …`."""
         nxt = self.peek()
         if fld.type == F.BOOL and not (nxt.kind == "op" or (nxt.kind == "word" and (
                 nxt.text in WORD_OPS or nxt.text in ("in", "exists")))):
             get = fld.get
-            return lambda item: bool(get(item))        # a bare boolean field: is it true?
+            return (lambda item: bool(get(item))), None    # a bare boolean field: is it true?
         t = self.next()
         if t.kind == "word" and t.text == "exists":
             get = fld.get
             if fld.type in F.LIST_TYPES or fld.type == F.MAP:
-                return lambda item: bool(get(item))
-            return lambda item: get(item) is not None
+                return (lambda item: bool(get(item))), None
+            return (lambda item: get(item) is not None), None
         if t.kind == "word" and t.text == "in":
             values = self.value_list(fld)
-            return _in(fld, frozenset(values))
+            return _in(fld, frozenset(values)), _gate_of(fld, "in", values)
         if t.kind == "word" and t.text in WORD_OPS - {"regex"} and (
                 (self.peek().kind == "p" and self.peek().text == "(") or
                 (self.peek().kind == "word" and self.peek().text in self.ctx.lists)):
             # startswith (a, b, list) …: any of the values
             values = self.value_list(F.Field(fld.name, F.STR, fld.kinds, fld.get))
             if t.text in ("startswith", "endswith") and fld.type == F.STR:
-                return _prefix_suffix(fld.get, t.text, tuple(str(v) for v in values))
-            return _any([_compare(fld, t.text, Tok("str", str(v), t.pos), self)
-                         for v in values])
+                values = tuple(str(v) for v in values)
+                return (_prefix_suffix(fld.get, t.text, values),
+                        _gate_of(fld, t.text, values))
+            return (_any([_compare(fld, t.text, Tok("str", str(v), t.pos), self)
+                          for v in values]),
+                    _gate_of(fld, t.text, [str(v) for v in values]))
         if t.kind == "op" or (t.kind == "word" and t.text in WORD_OPS):
             op = t.text
             v = self.next()
             if v.kind not in ("word", "str"):
                 raise ConditionError(f"{op} needs a value after it", v.pos)
-            return _compare(fld, op, v, self)
+            fn = _compare(fld, op, v, self)
+            gate = _gate_of(fld, op, (_convert(fld, v.text, v.pos),)) \
+                if fld.type in (F.STR, F.INT) else None
+            return fn, gate
         raise ConditionError(f"unknown operator {t.text or 'end of condition'!r} after "
                              f"{fld.name} (operators: =, !=, <, <=, >, >=, in, contains, "
                              "icontains, startswith, endswith, glob, regex, exists)", t.pos)
@@ -432,5 +531,5 @@ def _compare(fld: F.Field, op: str, vtok: Tok, parser: _Parser):
 
 def compile_condition(text: str, ctx: Context) -> Compiled:
     p = _Parser(text, ctx)
-    fn, can = p.parse()
-    return Compiled(fn, p.fields, can)
+    fn, can, gate = p.parse()
+    return Compiled(fn, p.fields, can, gate)

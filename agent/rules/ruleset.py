@@ -34,6 +34,8 @@ class Rule:
     render: object = None                # item -> str
     exceptions: tuple = ()               # names of the exceptions
     fields: set = field(default_factory=set)
+    gate: object = None                  # kind -> condition.Gate (necessary) or None
+    rank: int = 0                        # position in the ruleset (the order alerts keep)
 
 
 @dataclass
@@ -43,15 +45,61 @@ class Ruleset:
     catalog: attack.Catalog
     files: list[str]
 
+    def __post_init__(self):
+        for i, r in enumerate(self.rules):
+            r.rank = i
+        self._plans = {kind: _plan(kind, rules) for kind, rules in self.by_kind.items()}
+
     def evaluate(self, item) -> list[Rule]:
-        """Every enabled rule the event matches, in ruleset order."""
-        return [r for r in self.by_kind.get(item.event.kind, ()) if r.match(item)]
+        """Every enabled rule the event matches, in ruleset order. Rules with a gate on
+        the same field are skipped together when the event's value passes none of them."""
+        plan = self._plans.get(item.event.kind)
+        if plan is None:
+            return []
+        free, groups = plan
+        hits = [r for r in free if r.match(item)]
+        merged = False
+        for get, exact, prefixes, suffixes, substrings, rules in groups:
+            v = get(item)
+            if v is None or not (v in exact or (prefixes and v.startswith(prefixes)) or
+                                 (suffixes and v.endswith(suffixes)) or
+                                 (substrings and any(s in v for s in substrings))):
+                continue
+            more = [r for r in rules if r.match(item)]
+            if more:
+                merged = merged or bool(hits)
+                hits += more
+        if merged:
+            hits.sort(key=_rank)
+        return hits
 
     def rule(self, name: str) -> Rule | None:
         for r in self.rules:
             if r.name == name:
                 return r
         return None
+
+
+def _rank(rule: Rule) -> int:
+    return rule.rank
+
+
+def _plan(kind: str, rules: tuple[Rule, ...]):
+    """(rules without a gate, [(getter, exact, prefixes, suffixes, substrings, rules) per
+    gated field]) for one event kind, each list in ruleset order."""
+    free, by_field = [], {}
+    for r in rules:
+        g = r.gate(kind) if r.gate is not None else None
+        if g is None:
+            free.append(r)
+            continue
+        merged, members = by_field.get(g.field, (None, []))
+        by_field[g.field] = (g if merged is None else merged.union(g), members + [r])
+    groups = [(g.get, g.exact, tuple(dict.fromkeys(g.prefixes)),
+               tuple(dict.fromkeys(g.suffixes)), tuple(dict.fromkeys(g.substrings)),
+               tuple(members))
+              for g, members in by_field.values()]
+    return tuple(free), groups
 
 
 class RulesError(Exception):
@@ -110,8 +158,8 @@ def compile_items(merged: dict[str, dict[str, Item]], catalog: attack.Catalog,
         ctx.stack.append(name)
         try:
             p = C._Parser(macro_src[name], ctx)
-            fn, can = p.parse()
-            ctx.compiled_macros.setdefault(name, C.Compiled(C._memo(fn), p.fields, can))
+            fn, can, gate = p.parse()
+            ctx.compiled_macros.setdefault(name, C.Compiled(C._memo(fn), p.fields, can, gate))
         except C.ConditionError as e:
             ctx.broken.add(name)
             msg = str(e)
@@ -203,7 +251,7 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     return Rule(name, v["desc"].strip(), tuple(events), v["condition"], v["output"], sev,
                 tactic, technique, action, enabled, tuple(tags),
                 f"{it.where.file}:{it.where.line}", match, render, tuple(exc_names),
-                comp.fields)
+                comp.fields, comp.gate)
 
 
 def _compile_output(it: Item, template: str, problems) -> object:

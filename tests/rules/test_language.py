@@ -201,3 +201,83 @@ def test_agent_raises_an_alert_of_its_own_when_a_reload_fails(tmp_path):
     assert a["fields"]["reload.errors"] == [
         f"{f}:2:1: YAML syntax: expected the node content, but found '<stream end>'"]
     assert "previous 1 rules stay loaded" in a["output"]
+
+
+GATED = "\n".join([
+    rule("container.id exists and file.path = /etc/shadow", "open", "A exact"),
+    rule("file.path startswith /var/log/ and not file.path endswith .gz", "open",
+         "B prefix"),
+    rule("(file.path endswith _history or file.path = /root/.netrc) and proc.name != vi",
+         "open", "C or same field"),
+    rule("file.path contains secret", "open", "D contains"),
+    rule("file.path = /a or proc.name = vim", "open", "E or of two fields - no gate"),
+    rule("not file.path = /etc/hostname", "open", "F not - no gate"),
+    rule("net.dport in (3333, 4444) and container.id exists", "connect", "G numbers"),
+])
+
+
+def test_gates_found_at_compile_time(tmp_path):
+    rs = ruleset(tmp_path, GATED + "\n" + "\n".join([
+        rule("(event.kind = exec and proc.name = kill) or (event.kind = open and "
+             "file.path startswith /etc/mamori/)", "exec, open", "H per kind"),
+        rule("file.path glob /proc/*/environ or file.path glob /etc/ssh/ssh_host_*_key",
+             "open", "I glob"),
+        rule("file.path glob '*.pem'", "open", "J glob from the start - no gate")]))
+    gates = {r.name: r.gate(r.events[0]) if r.gate else None for r in rs.rules}
+    assert (gates["A exact"].field, gates["A exact"].exact) == ("file.path",
+                                                               frozenset({"/etc/shadow"}))
+    assert gates["B prefix"].prefixes == ("/var/log/",)
+    c = gates["C or same field"]
+    assert (c.field, c.exact, c.suffixes) == ("file.path", frozenset({"/root/.netrc"}),
+                                              ("_history",))
+    assert gates["D contains"].substrings == ("secret",)
+    assert gates["E or of two fields - no gate"] is None
+    assert gates["F not - no gate"] is None
+    assert gates["G numbers"].exact == frozenset({3333, 4444})
+    h = rs.rule("H per kind").gate
+    assert (h("exec").field, h("exec").exact) == ("proc.name", frozenset({"kill"}))
+    assert (h("open").field, h("open").prefixes) == ("file.path", ("/etc/mamori/",))
+    assert gates["I glob"].prefixes == ("/proc/", "/etc/ssh/ssh_host_")
+    assert gates["J glob from the start - no gate"] is None
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/etc/shadow", ["A exact", "F not - no gate"]),
+    ("/var/log/app.log", ["B prefix", "F not - no gate"]),
+    ("/var/log/app.log.gz", ["F not - no gate"]),
+    ("/root/.ash_history", ["C or same field", "F not - no gate"]),
+    ("/root/.netrc", ["C or same field", "F not - no gate"]),
+    ("/srv/secret.txt", ["D contains", "F not - no gate"]),
+    ("/a", ["E or of two fields - no gate", "F not - no gate"]),
+    ("/etc/hostname", []),
+])
+def test_gated_evaluation_matches_every_rule_tried_one_by_one(tmp_path, path, expected):
+    rs = ruleset(tmp_path, GATED)
+    item = open_item(path)
+    brute = [r.name for r in rs.by_kind["open"] if r.match(item)]
+    assert [r.name for r in rs.evaluate(item)] == brute == expected
+
+
+def test_default_rules_gated_evaluation_equals_brute_force():
+    """Over the default rules, for many paths, ports and programs, skipping by gates
+    changes nothing but the time taken."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rs, _ = load([os.path.join(root, "rules")])
+    paths = ["/etc/shadow", "/etc/hostname", "/root/.ssh/id_rsa", "/root/.bash_history",
+             "/var/log/syslog", "/var/spool/cron/crontabs/root", "/etc/ld.so.preload",
+             "/usr/local/bin/x", "/proc/1/environ", "/etc/passwd", "/root/.profile",
+             "/run/secrets/kubernetes.io/serviceaccount/token", "/sys/kernel/uevent_helper",
+             "/etc/systemd/system/x.service", "/home/app/data/orders.log", "relative"]
+    items = [open_item(p, flags) for p in paths
+             for flags in (("O_RDONLY",), ("O_WRONLY", "O_TRUNC"), ("O_RDWR", "O_CREAT"))]
+    items += [connect_item(port) for port in (443, 3333, 6443, 9050, 169, 80)]
+    items += [exec_item(exe, (exe.rsplit("/", 1)[-1],) + args, stdin)
+              for exe in ("/bin/sh", "/usr/bin/curl", "/usr/bin/nc", "/tmp/x", "/usr/bin/nmap",
+                          "/bin/busybox", "/usr/bin/kubectl", "/usr/bin/xmrig")
+              for args in ((), ("-c", "id"), ("-d",)) for stdin in ("pipe", "tty", "socket")]
+    matched = 0
+    for item in items:
+        brute = [r.name for r in rs.by_kind.get(item.event.kind, ()) if r.match(item)]
+        assert [r.name for r in rs.evaluate(item)] == brute, item.event
+        matched += bool(brute)
+    assert matched > 30                      # the comparison covered matching events too
