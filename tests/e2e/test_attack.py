@@ -276,13 +276,20 @@ def ancestry(a: pb.Alert) -> list[str]:
     return [x.exe for x in a.process.ancestors]
 
 
+def attack_step(w, script: str, rule: str, tactic: str, technique: str) -> pb.Alert:
+    """One exploit in the web app; the alert it must raise, checked for where and who."""
+    m = w.sub.mark()
+    exploit(w.web, script)
+    a = w.sub.wait_for(m, rule, w.web.id)
+    check_alert(w, a, w.web, tactic, technique)
+    return a
+
+
 # -- the intrusion -----------------------------------------------------------------------
 
 def test_01_initial_access_a_shell_spawned_by_the_web_app(world):
-    m = world.sub.mark()
-    exploit(world.web, "echo pwned > /dev/null")
-    a = world.sub.wait_for(m, "Shell spawned by a web server", world.web.id)
-    check_alert(world, a, world.web, "TA0001", "T1190")
+    a = attack_step(world, "echo pwned > /dev/null", "Shell spawned by a web server",
+                    "TA0001", "T1190")
     assert a.process.exe == "/bin/busybox" and a.process.name == "sh"
     assert list(a.process.args) == ["/bin/sh", "-c", "echo pwned > /dev/null"]
     assert ancestry(a)[0] == NODE_APP
@@ -305,10 +312,8 @@ def test_02_an_interactive_shell(world):
 
 
 def test_03_reading_credentials(world):
-    m = world.sub.mark()
-    exploit(world.web, "cat /etc/shadow > /dev/null")
-    a = world.sub.wait_for(m, "Shadow file read in a container", world.web.id)
-    check_alert(world, a, world.web, "TA0006", "T1003.008")
+    a = attack_step(world, "cat /etc/shadow > /dev/null", "Shadow file read in a container",
+                    "TA0006", "T1003.008")
     assert a.event.file.path == "/etc/shadow"
     assert NODE_APP in ancestry(a)           # the web app is where it came from
 
@@ -355,18 +360,14 @@ def test_05_a_reverse_shell_to_a_listener(world):
 
 
 def test_06_persistence_through_cron(world):
-    m = world.sub.mark()
-    exploit(world.web, "echo '*/5 * * * * /tmp/.kworker' >> /var/spool/cron/crontabs/root")
-    a = world.sub.wait_for(m, "Cron job written in a container", world.web.id)
-    check_alert(world, a, world.web, "TA0003", "T1053.003")
+    a = attack_step(world, "echo '*/5 * * * * /tmp/.kworker' >> /var/spool/cron/crontabs/root",
+                    "Cron job written in a container", "TA0003", "T1053.003")
     assert a.event.file.path == "/var/spool/cron/crontabs/root"
 
 
 def test_07_tampering_with_logs(world):
-    m = world.sub.mark()
-    exploit(world.web, ": > /var/log/app.log")
-    a = world.sub.wait_for(m, "Log file deleted or truncated", world.web.id)
-    check_alert(world, a, world.web, "TA0005", "T1070.002")
+    a = attack_step(world, ": > /var/log/app.log", "Log file deleted or truncated",
+                    "TA0005", "T1070.002")
     assert a.event.file.path == "/var/log/app.log"
     assert os.path.getsize(os.path.join(world.web.rootfs, "var/log/app.log")) == 0
 
