@@ -43,7 +43,7 @@ proto:
 demo: setup
 	$(PY) scripts/demo.py
 
-## Every benchmark in one run; writes the report into docs/benchmarks.md (about 5 min).
+## Every benchmark in one run; writes the report into docs/benchmarks.md (several minutes).
 bench: setup
 	$(PY) bench/report.py
 

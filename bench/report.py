@@ -1,7 +1,7 @@
 """Every benchmark in one run, side by side; writes the report into docs/benchmarks.md.
 
     sudo make bench                       # = sudo .venv/bin/python bench/report.py
-    sudo .venv/bin/python bench/report.py --quick     # smaller runs, same tables
+    sudo .venv/bin/python bench/report.py --quick     # shorter runs, same tables
 
 1. Syscall overhead of open, exec and connect storms: no probe / the floor (empty programs
    on the same tracepoints) / Mamori with the storm outside watched cgroups / inside /
@@ -329,7 +329,7 @@ def write_doc(section: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="smaller runs (about 2 minutes)")
+    ap.add_argument("--quick", action="store_true", help="shorter runs, same tables")
     ap.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     ap.add_argument("--render", action="store_true",
                     help=f"measure nothing: render the last run again ({LAST})")

@@ -243,9 +243,10 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     for kind in events:
         if not comp.can(kind):
             missing = sorted(f for f in comp.fields if kind not in F.lookup(f).kinds)
+            why = (f"{', '.join(missing)} never set on it" if missing else
+                   "its condition asks for another event.kind")
             problems.append(it.value_at("events").problem(
-                f"rule {name!r} can never match a {kind} event ({', '.join(missing)} "
-                f"never set on it)", "warning"))
+                f"rule {name!r} can never match a {kind} event ({why})", "warning"))
     cond = comp.fn
     match = (lambda item: cond(item) and not exc_fn(item)) if exc_names else cond
     return Rule(name, v["desc"].strip(), tuple(events), v["condition"], v["output"], sev,

@@ -281,3 +281,14 @@ def test_default_rules_gated_evaluation_equals_brute_force():
         assert [r.name for r in rs.evaluate(item)] == brute, item.event
         matched += bool(brute)
     assert matched > 30                      # the comparison covered matching events too
+
+
+def test_a_kind_the_condition_rules_out_is_warned_about(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(rule("event.kind = exec and proc.name = kill", "exec, open", "K"))
+    rs, problems = load([str(p)])
+    assert rs is not None
+    assert [(x.level, x.message) for x in problems] == [
+        ("warning", "rule 'K' can never match a open event (its condition asks for another "
+                    "event.kind)")]
+    assert [r.name for r in rs.evaluate(exec_item("/bin/kill", ("kill", "1")))] == ["K"]
