@@ -80,8 +80,10 @@ def test_chart_lints():
 
 
 def test_default_values_render_exactly_the_plain_manifests():
-    chart, manifests = render(), plain()
+    chart, manifests = render("namespace.create=true"), plain()
     assert sorted(chart) == sorted(manifests)
+    # helm install --create-namespace makes the namespace; by default the chart does not
+    assert sorted(render()) == sorted(k for k in manifests if k[0] != "Namespace")
     for key in manifests:
         assert normalised(chart[key]) == normalised(manifests[key]), key
     ann = chart[("DaemonSet", "mamori")]["spec"]["template"]["metadata"]["annotations"]
@@ -89,7 +91,7 @@ def test_default_values_render_exactly_the_plain_manifests():
 
 
 def test_the_release_namespace_is_used_everywhere():
-    objs = render(namespace="security")
+    objs = render("namespace.create=true", namespace="security")
     assert objs[("Namespace", "security")]["metadata"]["name"] == "security"
     namespaced = [o for (kind, _), o in objs.items()
                   if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding",
