@@ -25,7 +25,7 @@ import os
 import platform
 import re
 import shutil
-import statistics
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +43,7 @@ import grpc  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import response_latency  # noqa: E402
+from response_latency import pct  # noqa: E402
 import sensor_overhead  # noqa: E402
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb  # noqa: E402
 from agent.api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc  # noqa: E402
@@ -66,11 +67,6 @@ def floor_ratio(res: dict, cfg: str) -> float | None:
     return (res[cfg]["ns"] - base) / floor
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
 class AgentProcess:
     """`mamori run` with the default rules, watching the bench's container cgroup."""
 
@@ -78,8 +74,7 @@ class AgentProcess:
         self.work = work
         self.cgroup = sensor_overhead.make_cgroup("e2e")
         self.sock = f"unix://{work}/mamori.sock"
-        with socket_free() as port:
-            self.metrics_addr = f"127.0.0.1:{port}"
+        self.metrics_addr = f"127.0.0.1:{free_port()}"
         cfg = os.path.join(work, "mamori.yaml")
         with open(cfg, "w") as f:
             f.write(f"node_name: bench\nkubernetes: {{mode: 'off'}}\n"
@@ -146,15 +141,10 @@ class AgentProcess:
             pass
 
 
-class socket_free:
-    def __enter__(self):
-        import socket
-        self.s = socket.socket()
-        self.s.bind(("127.0.0.1", 0))
-        return self.s.getsockname()[1]
-
-    def __exit__(self, *exc):
-        self.s.close()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def events(c: dict, kind: str) -> float:

@@ -154,18 +154,20 @@ static __always_inline int is_watched(void)
         struct last_check *last = last_verdict.lookup(&zero);
         if (!last)
             return 0;
-        if (last->task == task && last->epoch == epoch && last->generation == c->generation)
-            return last->watched && (bpf_get_current_pid_tgid() >> 32) != c->self_tgid;
-        u64 cg = bpf_get_current_cgroup_id();
-        if (last->cgroup_id == cg && last->generation == c->generation)
+        if (last->task == task && last->epoch == epoch && last->generation == c->generation) {
             w = last->watched;
-        else
-            w = verdict_of(cg, c->generation);
-        last->task = task;
-        last->epoch = epoch;
-        last->cgroup_id = cg;
-        last->generation = c->generation;
-        last->watched = w;
+        } else {
+            u64 cg = bpf_get_current_cgroup_id();
+            if (last->cgroup_id == cg && last->generation == c->generation)
+                w = last->watched;
+            else
+                w = verdict_of(cg, c->generation);
+            last->task = task;
+            last->epoch = epoch;
+            last->cgroup_id = cg;
+            last->generation = c->generation;
+            last->watched = w;
+        }
     }
     if (w && (bpf_get_current_pid_tgid() >> 32) == c->self_tgid)
         return 0;

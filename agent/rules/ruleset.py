@@ -93,8 +93,12 @@ def _plan(kind: str, rules: tuple[Rule, ...]):
         if g is None:
             free.append(r)
             continue
-        merged, members = by_field.get(g.field, (None, []))
-        by_field[g.field] = (g if merged is None else merged.union(g), members + [r])
+        if g.field in by_field:
+            merged, members = by_field[g.field]
+            by_field[g.field] = (merged.union(g), members)
+        else:
+            by_field[g.field] = (g, members := [])
+        members.append(r)
     groups = [(g.get, g.exact, tuple(dict.fromkeys(g.prefixes)),
                tuple(dict.fromkeys(g.suffixes)), tuple(dict.fromkeys(g.substrings)),
                tuple(members))
