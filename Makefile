@@ -44,8 +44,10 @@ demo: setup
 	$(PY) scripts/demo.py
 
 ## Every benchmark in one run; writes the report into docs/benchmarks.md (several minutes).
+## SMOKE=1: every section at a size that only proves it runs (seconds each), reported into
+## a temp file (docs/ untouched) -- what the README-command test runs.
 bench: setup
-	$(PY) bench/report.py
+	$(PY) bench/report.py $(if $(SMOKE),--smoke)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache build *.egg-info bench/build

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -12,6 +11,7 @@ import time
 
 from . import config as configmod
 from .rules.ruleset import RulesError
+from .text import json_line, printable
 from .runtime import Agent
 from .sensor import cgroups
 from .sensor.layout import FAMILY_OF
@@ -21,8 +21,33 @@ log = logging.getLogger("mamori")
 
 
 def event_json(ev) -> str:
-    """One event as one JSON line under the dotted field names."""
-    return json.dumps(ev.fields(), separators=(",", ":"), ensure_ascii=False)
+    """One event as one JSON line under the dotted field names (no raw control or bidi
+    character: agent/text.py)."""
+    return json_line(ev.fields(), separators=(",", ":"))
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines carry container-controlled text (paths, argv, pod names): every control
+    and bidi character in a message or a traceback line is shown escaped."""
+
+    def formatMessage(self, record):
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei):
+        """Stack frames line by line; an exception's message (which may hold a path or
+        argv from a container, newlines included) as one escaped line."""
+        import traceback
+        out = []
+        for chunk in traceback.TracebackException(*ei).format():
+            if chunk.startswith("  File "):
+                out += [printable(x) for x in chunk.rstrip("\n").split("\n")]
+            else:
+                out.append(printable(chunk.rstrip("\n")))
+        return "\n".join(out)
+
+    def formatStack(self, stack_info):
+        return "\n".join(printable(x) for x in super().formatStack(stack_info).split("\n"))
 
 
 def _watch_paths(sensor: Sensor, paths, strict: bool) -> list[str]:
@@ -98,11 +123,14 @@ def cmd_run(args) -> int:
         overrides["sensor.all_processes"] = True
     if args.node_name:
         overrides["node_name"] = args.node_name
+    if args.metrics_listen:
+        overrides["metrics.listen"] = args.metrics_listen
     cfg = configmod.load(args.config, overrides)
     if args.rules:
         from dataclasses import replace
         cfg = replace(cfg, rules=configmod.RulesConfig(tuple(args.rules)))
     logging.getLogger().setLevel(cfg.log_level.upper())
+    os.umask(0o077)         # what the agent writes (alerts, journal, state) is root's alone
     extra = []
     if args.cgroup:
         root = cgroups.cgroup2_root()
@@ -148,22 +176,38 @@ def cmd_status(args) -> int:
     from .api.client import channel
     from .api.gen.mamori.v1 import alerts_pb2 as pb
     from .api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
-    s = pb_grpc.AlertsStub(channel(args.server)).GetStatus(pb.GetStatusRequest(), timeout=10)
-    print(f"node            {s.node}")
-    print(f"uptime          {s.uptime_seconds:.0f} s")
-    print(f"rules loaded    {s.rules_loaded}" + (f"  (last reload FAILED: "
-                                                   f"{s.last_reload_error.splitlines()[0]})"
-                                                   if s.last_reload_error else ""))
-    print(f"last alert      #{s.last_sequence}")
+    import grpc
+    try:
+        s = pb_grpc.AlertsStub(channel(args.server)).GetStatus(pb.GetStatusRequest(),
+                                                              timeout=10)
+    except grpc.RpcError as e:
+        print(f"mamori: {e.code().name}: {printable(e.details())}", file=sys.stderr)
+        return 1
+
+    def out(line: str) -> None:           # every value may come from a container
+        print(printable(line))
+    out(f"node            {s.node}")
+    out(f"uptime          {s.uptime_seconds:.0f} s")
+    if s.health:
+        out(f"health          {s.health}")
+    out(f"rules loaded    {s.rules_loaded}" + (f"  (last reload FAILED: "
+                                               f"{s.last_reload_error.splitlines()[0]})"
+                                               if s.last_reload_error else ""))
+    out(f"last alert      #{s.last_sequence}")
+    if s.health and not s.journal_persisting:      # (an older agent sends neither)
+        out(f"journal         NOT PERSISTING: {s.journal_error}")
+    if s.alerts_not_persisted:
+        out(f"not persisted   {s.alerts_not_persisted} alerts since start")
     sev = ", ".join(f"{k} {v}" for k, v in sorted(s.alerts_by_severity.items())) or "none"
-    print(f"alerts          {sev}")
+    out(f"alerts          {sev}")
     seen = sum(s.events_seen.values())
-    print(f"events seen     {seen}  ({', '.join(f'{k} {v}' for k, v in sorted(s.events_seen.items()))})")
+    out(f"events seen     {seen}  ({', '.join(f'{k} {v}' for k, v in sorted(s.events_seen.items()))})")
     lost = ", ".join(f"{k} {v}" for k, v in sorted(s.events_lost.items())) or "none"
-    print(f"events lost     {lost}")
-    print(f"subscribers     {len(s.subscribers)}")
+    out(f"events lost     {lost}")
+    out(f"subscribers     {len(s.subscribers)}")
     for sub in s.subscribers:
-        print(f"  {sub.peer:<30} sent {sub.sent}, missed {sub.dropped}")
+        out(f"  {printable(sub.client or sub.peer):<30} sent {sub.sent}, missed {sub.dropped}, "
+            f"queued {sub.queued}/{sub.queue_size} ({sub.queued_bytes}/{sub.queue_bytes} B)")
     return 0
 
 
@@ -175,9 +219,15 @@ def cmd_release(args) -> int:
     if not ns or not pod:
         print("mamori: give the pod as NAMESPACE/POD", file=sys.stderr)
         return 2
-    r = pb_grpc.AlertsStub(channel(args.server)).Release(
-        pb.ReleaseRequest(namespace=ns, pod=pod), timeout=30)
-    print(f"{r.status}: {r.detail}")
+    import grpc
+    try:
+        ch = channel(args.server, args.ca, args.cert, args.key, args.server_name)
+        r = pb_grpc.AlertsStub(ch).Release(
+            pb.ReleaseRequest(namespace=ns, pod=pod), timeout=30)
+    except grpc.RpcError as e:
+        print(f"mamori: {e.code().name}: {printable(e.details())}", file=sys.stderr)
+        return 1
+    print(printable(f"{r.status}: {r.detail}"))
     return 0 if r.status == "done" else 1
 
 
@@ -185,7 +235,7 @@ def cmd_rules_check(args) -> int:
     from .rules.ruleset import load as load_rules
     rs, problems = load_rules(args.paths)
     for p in problems:
-        print(p)
+        print(printable(p))
     errors = sum(1 for p in problems if p.level == "error")
     warnings = len(problems) - errors
     if rs is not None:
@@ -230,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent on this node")
     common(run)
     run.add_argument("--node-name", help="this node's name (default: $NODE_NAME, hostname)")
+    run.add_argument("--metrics-listen", metavar="HOST:PORT",
+                     help="address of /metrics, /healthz and /readyz (replaces "
+                     "metrics.listen); in a pod: $(POD_IP):9464")
     run.add_argument("--rules", action="append", metavar="PATH",
                      help="rule file or directory (repeatable; replaces rules.paths)")
     run.set_defaults(func=cmd_run)
@@ -261,7 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rel = sub.add_parser("release", help="undo the isolation of a pod (NAMESPACE/POD)")
     rel.add_argument("pod", metavar="NAMESPACE/POD")
-    rel.add_argument("--server", default="unix:///run/mamori/mamori.sock")
+    rel.add_argument("--server", default="unix:///run/mamori/mamori.sock",
+                     help="a root-only socket (default: %(default)s; with api.socket_group, "
+                          "the api.admin_socket) or host:port with an admin certificate")
+    rel.add_argument("--ca", default="", help="CA certificate of the server (TLS)")
+    rel.add_argument("--cert", default="", help="admin client certificate (mutual TLS)")
+    rel.add_argument("--key", default="", help="admin client key (mutual TLS)")
+    rel.add_argument("--server-name", default="", help="expected server name (TLS)")
     rel.set_defaults(func=cmd_release)
 
     rules = sub.add_parser("rules", help="work with rule files")
@@ -281,8 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None) is None:
         import os

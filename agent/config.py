@@ -21,8 +21,9 @@ DEFAULT_PATH = "/etc/mamori/mamori.yaml"
 # Parents under which container runtimes put their containers' cgroups. Watching one of
 # them covers every container below it from its first instruction (cgroup ancestors are
 # checked in the kernel).
-DEFAULT_WATCHED = ("kubepods", "kubepods.slice", "docker", "system.slice/containerd.service",
-                   "machine.slice", "libpod_parent", "mamori-test")
+DEFAULT_WATCHED = ("kubepods", "kubepods.slice", "docker", "system.slice/docker-*.scope",
+                   "system.slice/containerd.service", "machine.slice", "libpod_parent",
+                   "mamori-test")
 
 
 class ConfigError(Exception):
@@ -38,6 +39,9 @@ class SensorConfig:
     poll_interval_ms: int = 5
     all_processes: bool = False
     watched_cgroups: tuple[str, ...] = DEFAULT_WATCHED
+    # while the agent falls behind: bulk events (read-only opens, connects, accepts) one
+    # container may send per 100 ms before the kernel sheds the rest (bpf/common.h)
+    container_budget: int = 2000
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,15 @@ class DriftConfig:
     prevent_all: bool = False                 # every container
     prevent_namespaces: tuple[str, ...] = ()  # containers of pods in these namespaces
     prevent_images: tuple[str, ...] = ()      # containers of these images (globs)
+    # In those containers, programs run and code mapped from any filesystem but the root
+    # overlay are killed too, except from mounts at or below these paths (as the container
+    # sees them), e.g. ("/opt/plugins",):
+    allow_exec_from: tuple[str, ...] = ()
     hash_max_bytes: int = 64 << 20            # sha256 of drifted files up to this size
+    # how long the event path waits for a drifted file's sha256 (at most this much in any
+    # second, too); past it the alert goes out with drift.hash_error instead
+    hash_timeout_ms: int = 200
+    hash_workers: int = 2                     # threads that hash, off the event path
 
 
 @dataclass(frozen=True)
@@ -76,22 +88,38 @@ class AlertsConfig:
     journal_dir: str = "/var/lib/mamori/journal"
     journal_max_bytes: int = 256 << 20       # oldest segments are deleted past this
     segment_bytes: int = 16 << 20
-    subscriber_queue: int = 10000            # alerts buffered per gRPC subscriber
+    subscriber_queue: int = 10000            # alerts buffered per gRPC subscriber (at most)
+    subscriber_queue_bytes: int = 16 << 20   # and their serialized size
 
 
 @dataclass(frozen=True)
 class ApiConfig:
-    # unix:///path and/or host:port; TCP on loopback by default
-    listen: tuple[str, ...] = ("unix:///run/mamori/mamori.sock", "127.0.0.1:50051")
+    # unix:///path and/or host:port. By default the unix socket only: 0600 in a 0700
+    # directory, so that only root connects. TCP is refused without mutual TLS.
+    listen: tuple[str, ...] = ("unix:///run/mamori/mamori.sock",)
     tls_cert: str = ""        # server certificate and key (PEM): TLS on TCP listeners
     tls_key: str = ""
     tls_client_ca: str = ""   # CA of client certificates: mutual TLS, others refused
+    # client certificate names (common name, subject or a SAN) that may call Release
+    admin_identities: tuple[str, ...] = ()
+    allow_insecure_tcp: bool = False    # TCP without mutual TLS, loopback only (development)
+    socket_group: str = ""    # this group may use the unix sockets too (0660, dir 0750);
+                              # then Release only on admin_socket
+    admin_socket: str = ""    # unix:///path: a root-only socket (0600) for Release
+    # Subscribe streams open at once, in all and per client (a certificate subject; every
+    # connection to one server's unix sockets is one client); more: RESOURCE_EXHAUSTED
+    max_streams: int = 64
+    max_streams_per_client: int = 8
+    stall_timeout_s: float = 30.0       # a stream whose client has not read this long ends
+    keepalive_time_s: float = 60.0      # ping each connection this often, and close it
+    keepalive_timeout_s: float = 20.0   # when the answer has not come in this long
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" turns it off
     drop_alert_threshold: int = 1       # kernel drops in one check (1 s) that raise an alert
+    stall_after_s: float = 10.0         # /healthz fails when a stage makes no progress this long
 
 
 @dataclass(frozen=True)
@@ -246,6 +274,13 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
             err("sensor.all_processes", "must be true or false")
         else:
             sensor = replace(sensor, all_processes=s["all_processes"])
+    if "container_budget" in s:
+        v = s["container_budget"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10_000_000:
+            err("sensor.container_budget", "must be an integer from 1 to 10000000 "
+                "(bulk events per container per 100 ms while the agent falls behind)")
+        else:
+            sensor = replace(sensor, container_budget=v)
     if "watched_cgroups" in s:
         w = s["watched_cgroups"]
         if not isinstance(w, list) or not all(isinstance(p, str) and p for p in w):
@@ -328,11 +363,27 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"drift.{key}", "must be a list of strings")
             else:
                 drift = replace(drift, **{key: tuple(v)})
+    if "allow_exec_from" in d:
+        v = d["allow_exec_from"]
+        if not isinstance(v, list) or not all(isinstance(x, str) and x.startswith("/")
+                                              for x in v):
+            err("drift.allow_exec_from", "must be a list of absolute paths (as the container "
+                                         "sees them)")
+        else:
+            drift = replace(drift, allow_exec_from=tuple(
+                "/" + x.strip("/") if x.strip("/") else "/" for x in v))
     if "hash_max_bytes" in d:
         try:
             drift = replace(drift, hash_max_bytes=parse_size(d["hash_max_bytes"]))
         except (ValueError, TypeError):
             err("drift.hash_max_bytes", "expected a size such as 64Mi")
+    for key, low, high in (("hash_timeout_ms", 1, 10_000), ("hash_workers", 1, 16)):
+        if key in d:
+            v = d[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                err(f"drift.{key}", f"must be an integer from {low} to {high}")
+            else:
+                drift = replace(drift, **{key: v})
 
     a = section("alerts", set(AlertsConfig.__dataclass_fields__))
     alerts = AlertsConfig()
@@ -353,6 +404,14 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
             err("alerts.subscriber_queue", "must be an integer from 1 to 10000000")
         else:
             alerts = replace(alerts, subscriber_queue=v)
+    if "subscriber_queue_bytes" in a:
+        try:
+            v = parse_size(a["subscriber_queue_bytes"])
+            if not 1 << 10 <= v <= 1 << 30:
+                raise ValueError
+            alerts = replace(alerts, subscriber_queue_bytes=v)
+        except (ValueError, TypeError):
+            err("alerts.subscriber_queue_bytes", "expected a size from 1Ki to 1Gi, such as 16Mi")
 
     ap = section("api", set(ApiConfig.__dataclass_fields__))
     api = ApiConfig()
@@ -372,6 +431,57 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         err("api.tls_cert", "tls_cert and tls_key go together")
     if api.tls_client_ca and not api.tls_cert:
         err("api.tls_client_ca", "mutual TLS needs tls_cert and tls_key too")
+    if "allow_insecure_tcp" in ap:
+        if not isinstance(ap["allow_insecure_tcp"], bool):
+            err("api.allow_insecure_tcp", "must be true or false")
+        else:
+            api = replace(api, allow_insecure_tcp=ap["allow_insecure_tcp"])
+    if "admin_identities" in ap:
+        v = ap["admin_identities"]
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            err("api.admin_identities", "must be a list of client certificate names")
+        elif v and not api.tls_client_ca:
+            err("api.admin_identities", "needs mutual TLS (api.tls_client_ca)")
+        else:
+            api = replace(api, admin_identities=tuple(v))
+    if "socket_group" in ap:
+        v = ap["socket_group"]
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            err("api.socket_group", "must be a group name or gid")
+        elif v != "":
+            import grp
+            try:
+                grp.getgrgid(v) if isinstance(v, int) or v.isdigit() else grp.getgrnam(v)
+                api = replace(api, socket_group=str(v))
+            except (KeyError, OverflowError):
+                err("api.socket_group", f"no group {v!r} on this host")
+    if "admin_socket" in ap:
+        v = ap["admin_socket"]
+        if not isinstance(v, str) or (v and not v.startswith("unix:///")):
+            err("api.admin_socket", "must be unix:///path, or empty")
+        else:
+            api = replace(api, admin_socket=v)
+    for key, low, high in (("max_streams", 1, 100_000), ("max_streams_per_client", 1, 100_000)):
+        if key in ap:
+            v = ap[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                err(f"api.{key}", f"must be an integer from {low} to {high}")
+            else:
+                api = replace(api, **{key: v})
+    for key, low, high in (("stall_timeout_s", 1, 3600), ("keepalive_time_s", 1, 86400),
+                           ("keepalive_timeout_s", 1, 3600)):
+        if key in ap:
+            v = ap[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                err(f"api.{key}", f"must be a number of seconds from {low} to {high}")
+            else:
+                api = replace(api, **{key: float(v)})
+    from .api import listener_problem
+    mtls = bool(api.tls_cert and api.tls_key and api.tls_client_ca)
+    for addr in api.listen:
+        why = listener_problem(addr, mtls, api.allow_insecure_tcp)
+        if why:
+            err("api.listen", why)
 
     rp = section("response", set(ResponseConfig.__dataclass_fields__))
     response = ResponseConfig()
@@ -403,6 +513,12 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
             err("metrics.drop_alert_threshold", "must be a whole number, 1 or more")
         else:
             metrics = replace(metrics, drop_alert_threshold=v)
+    if "stall_after_s" in m:
+        v = m["stall_after_s"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.5 <= v <= 3600:
+            err("metrics.stall_after_s", "must be a number of seconds from 0.5 to 3600")
+        else:
+            metrics = replace(metrics, stall_after_s=float(v))
 
     if problems:
         raise ConfigError(problems)

@@ -7,6 +7,7 @@ scrape time by a collector, so the event path pays nothing for them; latency his
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -51,12 +52,22 @@ class _AgentCollector:
         for kind, n in sensor.stats.received.items():
             c.add_metric([kind], n)
         yield c
-        c = CounterMetricFamily("mamori_events_lost", "Events lost, in the kernel (ring full) "
-                                "or in the agent's queue", labels=["kind", "where"])
+        c = CounterMetricFamily("mamori_events_lost", "Events lost, in the kernel (ring full), "
+                                "shed in the kernel from a container over its budget, or in "
+                                "the agent's queue", labels=["kind", "where"])
         for kind, n in a.kernel_drops.items():
             c.add_metric([kind, "kernel"], n)
+        for kind, n in a.kernel_shed.items():
+            c.add_metric([kind, "shed"], n)
         c.add_metric(["all", "user-queue"], a.queue_drops)
         yield c
+        yield GaugeMetricFamily("mamori_congested", "1 while the kernel is told the agent "
+                                "falls behind (containers over budget shed bulk events)",
+                                value=1 if sensor.congested else 0)
+        pods = a.pipeline.pods
+        yield CounterMetricFamily("mamori_pod_objects_malformed", "Pod objects or watch "
+                                  "events from the API skipped as malformed",
+                                  value=pods.bad_objects if pods is not None else 0)
         c = CounterMetricFamily("mamori_malformed_records", "Records that did not decode",
                                 labels=["reason"])
         for reason, n in sensor.stats.malformed.items():
@@ -83,11 +94,44 @@ class _AgentCollector:
                               "succeeded, 0 if it failed (the previous rules still run)")
         g.add_metric([], 0 if a.engine.last_error else 1)
         yield g
+        j = a.journal
+        g = GaugeMetricFamily("mamori_journal_persisting", "1 while alerts are written to "
+                              "the journal, 0 while it cannot be written (alerts are "
+                              "delivered live only)")
+        g.add_metric([], 1 if j.persisting else 0)
+        yield g
+        yield CounterMetricFamily("mamori_journal_write_errors", "Journal writes, rotations "
+                                  "and fsyncs that failed", value=j.write_errors)
+        yield CounterMetricFamily("mamori_journal_unpersisted_alerts", "Alerts delivered but "
+                                  "not written to the journal", value=j.unpersisted_total)
+        c = CounterMetricFamily("mamori_stage_errors", "Exceptions a pipeline stage caught "
+                                "and went on after (the batch or poll is lost)",
+                                labels=["stage"])
+        for stage in ("poller", "evaluator", "publish"):
+            c.add_metric([stage], a.stage_errors.get(stage, 0))
+        yield c
+        c = CounterMetricFamily("mamori_output_errors", "Alerts an output failed to take",
+                                labels=["output"])
+        for name, n in a.output_errors.items():
+            c.add_metric([name], n)
+        yield c
+        g = GaugeMetricFamily("mamori_stage_idle_seconds", "Seconds since the stage last "
+                              "made progress (the evaluator: finished a batch or found the "
+                              "queue empty)", labels=["stage"])
+        now = time.monotonic()
+        for stage, t in a.heartbeat.items():
+            g.add_metric([stage], now - t if t else 0.0)
+        yield g
+        g = GaugeMetricFamily("mamori_healthy", "1 if /healthz answers ok (no pipeline stage "
+                              "dead or stalled)")
+        g.add_metric([], 1 if a.liveness()[0] else 0)
+        yield g
 
 
 class HealthServer:
-    """GET /metrics, /healthz (alive), /readyz (probes attached, rules loaded, pod watch
-    synced or standalone)."""
+    """GET /metrics, /healthz (alive: 503 with the reason when the poller or the evaluator
+    is dead or stalled, see Agent.liveness), /readyz (probes attached, rules loaded, pod
+    watch synced or standalone)."""
 
     def __init__(self, agent, metrics: Metrics, address: str):
         host, _, port = address.rpartition(":")
@@ -101,7 +145,9 @@ class HealthServer:
                 if self.path == "/metrics":
                     body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
                 elif self.path == "/healthz":
-                    body, ctype, code = b"ok\n", "text/plain", 200
+                    alive, why = outer.agent.liveness()
+                    body, ctype, code = (why + "\n").encode(), "text/plain", \
+                        200 if alive else 503
                 elif self.path == "/readyz":
                     ready, why = outer.ready()
                     body, ctype, code = (why + "\n").encode(), "text/plain", \

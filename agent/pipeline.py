@@ -31,7 +31,8 @@ class Pipeline:
         self.extra_watch = extra_watch
         self.sensor = Sensor(families=(*cfg.sensor.families, "cgroup"),
                              ring_bytes=cfg.sensor.ring_bytes,
-                             all_processes=cfg.sensor.all_processes)
+                             all_processes=cfg.sensor.all_processes,
+                             budget_per_window=cfg.sensor.container_budget)
         root = cgroups.cgroup2_root()
         self.sensor.cgroup_root = root
         self.index = CgroupIndex(root)
@@ -42,14 +43,18 @@ class Pipeline:
                                 cgroup_id_of=self._cgroup_id_of)
         self.pods: PodWatcher | None = None
         self.api_client = None
-        hasher = Hasher(cfg.drift.hash_max_bytes)
+        hasher = Hasher(cfg.drift.hash_max_bytes, cfg.drift.hash_timeout_ms,
+                        cfg.drift.hash_workers)
+        self.hasher = hasher
         self.prevention = DriftPrevention(self.sensor, hasher, cfg.drift.prevent_all,
                                           cfg.drift.prevent_namespaces,
-                                          cfg.drift.prevent_images)
+                                          cfg.drift.prevent_images,
+                                          allow_exec_from=cfg.drift.allow_exec_from)
         self.discovery.on_container = self.prevention.consider
         self.discovery.on_gone = self.prevention.forget
         self.enricher = Enricher(self.tree, self.registry, None, cfg.context.ancestors_depth,
                                  DriftDetector(hasher))
+        self.enricher.attached = self.sensor.attached
         self.startup_s = 0.0
 
     def _cgroup_id_of(self, pid: int) -> int | None:
@@ -103,6 +108,9 @@ class Pipeline:
                                         item.container.pod_namespace or None)
                 if ev.kind == "open":
                     prevention.on_item(item)
+                if cg in prevention.mounts.waiting and not item.runtime_setup and \
+                        ev.kind != "exit":
+                    prevention.mounts.workload(cg, ev.pid)   # its mounts, through its workload
             out.append(item)
         self.tree.expire()
         return out
@@ -111,3 +119,4 @@ class Pipeline:
         if self.pods is not None:
             self.pods.stop()
         self.sensor.close()
+        self.hasher.close()

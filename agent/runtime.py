@@ -12,6 +12,7 @@ docs/benchmarks.md compares this with a second process fed msgpack batches.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ class Agent:
         self.journal = Journal(cfg.alerts.journal_dir, cfg.alerts.segment_bytes,
                                cfg.alerts.journal_max_bytes)
         self.hub = AlertHub(self.journal, cfg.alerts.subscriber_queue)
+        self.hub.on_journal_change = self._journal_changed
         self.api = None
         self.responder = None
         self.started = time.monotonic()
@@ -56,6 +58,18 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self.kernel_drops: dict[str, int] = {}
         self._cgroup_drops: dict[int, int] = {}
+        self.kernel_shed: dict[str, int] = {}
+        self._cgroup_shed: dict[int, int] = {}
+        self._queue_drops_by_cgroup: Counter = Counter()
+        self.congestions = 0                  # times the kernel was told we fall behind
+        self._ring_quarter = max(1, cfg.sensor.ring_bytes // 4 // 512)  # ~records per quarter
+        # liveness: when each thread last made progress (monotonic), when the evaluator
+        # began the batch it is in (0: between batches), what raised and was survived
+        self.heartbeat = {"poller": 0.0, "evaluator": 0.0}
+        self.batch_started = 0.0
+        self.stage_errors = Counter()          # per stage: poller, evaluator
+        self.output_errors = Counter()         # per output (function name)
+        self._error_logged: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -88,9 +102,18 @@ class Agent:
             a = self.cfg.api
             self.api = ApiServer(self.hub, lambda: (self.engine.ruleset, self.engine.catalog),
                                  self.status, a.listen, a.tls_cert, a.tls_key, a.tls_client_ca,
-                                 release_fn=self.release)
+                                 release_fn=self.release, admin_identities=a.admin_identities,
+                                 allow_insecure_tcp=a.allow_insecure_tcp,
+                                 socket_group=a.socket_group, admin_socket=a.admin_socket,
+                                 max_streams=a.max_streams,
+                                 max_streams_per_client=a.max_streams_per_client,
+                                 stall_timeout_s=a.stall_timeout_s,
+                                 keepalive_time_s=a.keepalive_time_s,
+                                 keepalive_timeout_s=a.keepalive_timeout_s,
+                                 queue_bytes=self.cfg.alerts.subscriber_queue_bytes)
             self.api.start()
-            log.info("gRPC API on %s", ", ".join(a.listen))
+            log.info("gRPC API on %s", ", ".join(a.listen + ((a.admin_socket + " (admin)",)
+                                                            if a.admin_socket else ())))
         self._threads = [threading.Thread(target=self._poll_loop, name="poller", daemon=True),
                          threading.Thread(target=self._eval_loop, name="evaluator",
                                           daemon=True)]
@@ -104,16 +127,39 @@ class Agent:
         from .response.responder import Responder
         policy = self.policy
         kube = KubeActions(self.pipeline.api_client) if self.pipeline.api_client else None
+        # what this node isolated, kept across restarts (0600 in a 0700 directory) beside
+        # the journal: Release checks it (Responder.isolated_by_me)
+        state = os.path.join(os.path.dirname(os.path.abspath(self.cfg.alerts.journal_dir)),
+                             "response", "isolated.json")
         self.responder = Responder(policy, self.pipeline.index.root, self._publish, kube,
-                                   Isolator, self.cfg.response.queue_size)
+                                   Isolator, self.cfg.response.queue_size,
+                                   pods=self.pipeline.pods, state_path=state)
         self.responder.warm_up()
         log.info("response: %s mode, protected namespaces %s", policy.mode,
                  ", ".join(policy.protected_namespaces))
 
-    def release(self, namespace: str, pod: str) -> tuple[str, str]:
+    def release(self, namespace: str, pod: str, by: str = "") -> tuple[str, str]:
+        """Undo an isolation this agent made (the API checked the caller is an admin).
+        ("not-isolated", why) for a pod this node did not isolate: nothing is touched."""
         if self.responder is None:
             return "failed", "no response stage"
-        return self.responder.release(namespace, pod)
+        if not self._isolated_here(namespace, pod):
+            return "not-isolated", (f"{namespace}/{pod} was not isolated by the agent on node "
+                                    f"{self.node}; nothing was released")
+        status, detail = self.responder.release(namespace, pod)
+        self._publish(agent_alert(
+            "Mamori isolation released", "medium",
+            f"Isolation of {namespace}/{pod} released by {by or 'unknown'}: {status}",
+            self.node, {"k8s.ns": namespace, "k8s.pod": pod, "release.by": by,
+                        "release.status": status, "release.detail": detail}).to_dict())
+        return status, detail
+
+    def _isolated_here(self, namespace: str, pod: str) -> bool:
+        check = getattr(self.responder, "isolated_by_me", None)
+        if check is not None:
+            return bool(check(namespace, pod))
+        # until the responder says it itself: the pods whose containers it cut on this node
+        return f"{namespace}/{pod}" in getattr(self.responder, "by_pod", {})
 
     def request_reload(self) -> None:
         self._reload_requested.set()
@@ -139,29 +185,90 @@ class Agent:
         return {"node": self.node, "uptime": time.monotonic() - self.started,
                 "events_seen": dict(self.pipeline.sensor.stats.received),
                 "events_lost": lost, "rules_loaded": len(rs.rules) if rs else 0,
-                "last_reload_error": "\n".join(str(p) for p in self.engine.last_error)}
+                "last_reload_error": "\n".join(str(p) for p in self.engine.last_error),
+                "health": self.liveness()[1]}
+
+    def liveness(self) -> tuple[bool, str]:
+        """(alive, why not): /healthz. Dead: the poller or evaluator thread ended. Stalled:
+        the evaluator inside one batch, or without a finished batch while batches wait, or
+        the poller without a poll, for longer than metrics.stall_after_s."""
+        if not self.serving or self._stop.is_set():
+            return True, "ok"
+        for t in self._threads:
+            if not t.is_alive():
+                return False, f"the {t.name} thread is not running"
+        now, limit = time.monotonic(), self.cfg.metrics.stall_after_s
+        busy, waiting = self.batch_started, self.queue.qsize()
+        idle = now - (self.heartbeat["evaluator"] or now)      # 0: not started yet
+        if busy:
+            if now - busy > limit:
+                return False, (f"the evaluator is stalled: one batch has taken "
+                               f"{now - busy:.1f} s ({waiting} batches waiting)")
+        elif waiting and idle > limit:
+            return False, (f"the evaluator is stalled: no progress for {idle:.1f} s while "
+                           f"{waiting} batches wait")
+        idle = now - (self.heartbeat["poller"] or now)
+        if idle > limit:
+            return False, f"the poller is stalled: no poll for {idle:.1f} s"
+        return True, "ok"
+
+    def _survived(self, stage: str, what: str) -> None:
+        """An exception a stage caught to go on: counted, logged (with the traceback at
+        most every 10 s per stage)."""
+        self.stage_errors[stage] += 1
+        now = time.monotonic()
+        if now - self._error_logged.get(stage, 0.0) >= 10:
+            self._error_logged[stage] = now
+            log.exception("%s: %s failed (%d errors so far); going on", stage, what,
+                          self.stage_errors[stage])
 
     # -- threads -----------------------------------------------------------------------
     def _poll_loop(self) -> None:
         interval = self.cfg.sensor.poll_interval_ms / 1000.0
         while not self._stop.is_set():
-            self._poll_once()
+            self.heartbeat["poller"] = time.monotonic()
+            try:
+                self._poll_once()
+            except Exception:  # noqa: BLE001 - the poller never dies of one bad poll
+                self._survived("poller", "a poll")
             time.sleep(interval)
-        self._poll_once()
+        try:
+            self._poll_once()
+        except Exception:  # noqa: BLE001
+            self._survived("poller", "the last poll")
         self.queue.put(None)
 
     def _poll_once(self) -> None:
-        """Move what the ring holds onto the queue; never block: drop and count instead."""
-        batch = self.pipeline.sensor.poll_raw()
+        """Move what the ring holds onto the queue; never block: drop and count instead
+        (per container: the record's header carries its cgroup id). Tell the kernel when
+        we fall behind — the queue half full, or a quarter of the ring read in one poll —
+        so that flooding containers shed bulk events there (bpf/common.h, shed())."""
+        sensor = self.pipeline.sensor
+        batch = sensor.poll_raw()
+        q = self.queue
         if batch:
             try:
-                self.queue.put_nowait(batch)
+                q.put_nowait(batch)
             except queue.Full:
                 self.queue_drops += len(batch)
+                lost = self._queue_drops_by_cgroup
+                for rec in batch:
+                    if len(rec) >= 16:
+                        lost[int.from_bytes(rec[8:16], "little")] += 1
+        depth = q.qsize()
+        if sensor.congested:
+            if depth <= q.maxsize // 8 and len(batch) < self._ring_quarter // 4:
+                sensor.set_congested(False)
+        elif depth >= q.maxsize // 2 or len(batch) >= self._ring_quarter:
+            sensor.set_congested(True)
+            self.congestions += 1
 
     def _eval_loop(self) -> None:
+        """Never dies of an exception: one batch that raises is logged, counted
+        (mamori_stage_errors_total) and the loop goes on with the next."""
         next_check = time.monotonic() + self.reload_check_s
         while True:
+            self.heartbeat["evaluator"] = time.monotonic()
             try:
                 batch = self.queue.get(timeout=0.2)
             except queue.Empty:
@@ -169,13 +276,23 @@ class Agent:
             if batch is None:
                 break
             if batch:
-                self.handle(batch)
+                self.batch_started = time.monotonic()
+                try:
+                    self.handle(batch)
+                except Exception:  # noqa: BLE001 - the next batch must still be evaluated
+                    self._survived("evaluator", f"a batch of {len(batch)} records")
+                finally:
+                    self.batch_started = 0.0
+                    self.heartbeat["evaluator"] = time.monotonic()
             now = time.monotonic()
             if self._reload_requested.is_set() or now >= next_check:
-                if self._reload_requested.is_set() or self.engine.changed():
-                    self._reload_requested.clear()
-                    self._reload()
-                self._check_drops()
+                try:
+                    if self._reload_requested.is_set() or self.engine.changed():
+                        self._reload_requested.clear()
+                        self._reload()
+                    self._check_drops()
+                except Exception:  # noqa: BLE001
+                    self._survived("evaluator", "the periodic reload and drop check")
                 next_check = now + self.reload_check_s
 
     def handle(self, batch: list[bytes]) -> list:
@@ -210,13 +327,45 @@ class Agent:
         return out
 
     def _publish(self, rec: dict) -> None:
-        """Journal first (the record gets its sequence number), then every output."""
-        self.hub.publish(rec)
+        """Journal first (the record gets its sequence number), then every output. Nothing
+        a sink raises stops the others or the caller: a journal that cannot be written
+        degrades to live delivery (agent/alerts/journal.py), an output that fails is
+        counted (mamori_output_errors_total) and logged."""
+        try:
+            self.hub.publish(rec)
+        except Exception:  # noqa: BLE001 - the outputs still get it
+            self._survived("publish", "the alert hub")
         for sink in self.outputs:
             try:
                 sink(rec)
             except Exception:  # noqa: BLE001 - one broken output must not stop the others
-                log.exception("output %r failed", sink)
+                name = getattr(sink, "__name__", type(sink).__name__)
+                self.output_errors[name] += 1
+                self._survived(f"output {name}", "an alert")
+
+    def _journal_changed(self, what: str, info: dict) -> None:
+        """The journal stopped or started persisting: an alert of the agent's own."""
+        if what == "failed":
+            first = info.get("first_seq") or self.journal.last_seq + 1
+            self._publish(agent_alert(
+                "Mamori alerts not persisted", "high",
+                f"The alert journal in {info['dir']} cannot be written ({info['error']}); "
+                f"alerts from #{first} on are delivered live (stdout, gRPC, outputs) but not "
+                f"persisted, so they cannot be replayed. Every alert retries the write.",
+                self.node, {"journal.dir": info["dir"], "journal.error": info["error"],
+                            "journal.first_not_persisted": first}).to_dict())
+        else:
+            n = info.get("count", 0)
+            span = f" (#{info['first_seq']}..#{info['last_seq']})" if n else ""
+            self._publish(agent_alert(
+                "Mamori alerts persisted again", "medium",
+                f"The alert journal in {info['dir']} is written again from "
+                f"#{info['resumed_at']}; {n} alerts{span} were not persisted "
+                f"during {info['seconds']:.0f} s ({info['error']})",
+                self.node, {"journal.dir": info["dir"], "journal.not_persisted": n,
+                            "journal.first_not_persisted": info.get("first_seq", 0),
+                            "journal.last_not_persisted": info.get("last_seq", 0),
+                            "journal.error": info["error"]}).to_dict())
 
     def _reload(self) -> None:
         errors = self.engine.reload()
@@ -228,29 +377,66 @@ class Agent:
                 self.node, {"reload.errors": [str(e) for e in errors]}).to_dict())
 
     def _check_drops(self) -> None:
-        """Kernel drops since the last check: logged, and past the threshold an alert of the
-        agent's own naming the containers whose events were lost."""
+        """Losses since the last check — the ring full, bulk events shed from a container
+        over its budget, batches the user-space queue could not take — logged, and past
+        the threshold an alert of the agent's own naming the containers whose events were
+        lost and where."""
         sensor = self.pipeline.sensor
-        drops = sensor.drops()
+        drops, shed = sensor.drops(), sensor.shed()
         new = {k: v - self.kernel_drops.get(k, 0) for k, v in drops.items()
                if v != self.kernel_drops.get(k, 0)}
-        self.kernel_drops = drops
-        if not new:
+        new_shed = {k: v - self.kernel_shed.get(k, 0) for k, v in shed.items()
+                    if v != self.kernel_shed.get(k, 0)}
+        self.kernel_drops, self.kernel_shed = drops, shed
+        queued = sum(self._queue_drops_by_cgroup.values())
+        if not new and not new_shed and not queued:
             return
-        log.warning("kernel dropped events (ring full): %s", new)
-        by_cg = sensor.drops_by_cgroup()
-        lost_in = {cg: n - self._cgroup_drops.get(cg, 0) for cg, n in by_cg.items()
-                   if n != self._cgroup_drops.get(cg, 0)}
-        self._cgroup_drops = by_cg
-        if sum(new.values()) < self.cfg.metrics.drop_alert_threshold:
+        where: dict[int, dict[str, int]] = {}
+        if new:
+            log.warning("kernel dropped events (ring full): %s", new)
+            by_cg = sensor.drops_by_cgroup()
+            for cg, n in by_cg.items():
+                if n != self._cgroup_drops.get(cg, 0):
+                    where.setdefault(cg, {})["ring_full"] = n - self._cgroup_drops.get(cg, 0)
+            self._cgroup_drops = by_cg
+        if new_shed:
+            log.warning("kernel shed bulk events of containers over budget: %s", new_shed)
+            by_cg = sensor.shed_by_cgroup()
+            for cg, n in by_cg.items():
+                if n != self._cgroup_shed.get(cg, 0):
+                    where.setdefault(cg, {})["shed"] = n - self._cgroup_shed.get(cg, 0)
+            self._cgroup_shed = by_cg
+        if queued:
+            log.warning("user-space queue full: %d events dropped", queued)
+            for cg, n in self._queue_drops_by_cgroup.items():
+                where.setdefault(cg, {})["queue_full"] = n
+            self._queue_drops_by_cgroup.clear()
+        total = sum(new.values()) + sum(new_shed.values()) + queued
+        if total < self.cfg.metrics.drop_alert_threshold:
             return
         containers = []
-        for cg, n in sorted(lost_in.items(), key=lambda x: -x[1]):
+        for cg, why in sorted(where.items(), key=lambda x: -sum(x[1].values())):
             info = self.pipeline.registry.lookup(cg)
             containers.append({"cgroup_id": cg, "container": info.id if info else None,
-                               "lost": n})
+                               "lost": sum(why.values()), **why})
+        parts = []
+        if new:
+            parts.append(f"{sum(new.values())} lost in the kernel (ring full: " +
+                         ", ".join(f"{k} {v}" for k, v in sorted(new.items())) + ")")
+        if new_shed:
+            parts.append(f"{sum(new_shed.values())} bulk events shed from containers over "
+                         "their budget (" + ", ".join(f"{k} {v}" for k, v in
+                                                     sorted(new_shed.items())) + ")")
+        if queued:
+            parts.append(f"{queued} dropped in user space (queue full)")
+        named = ", ".join(c["container"] or f"cgroup {c['cgroup_id']}" for c in containers[:5])
         self._publish(agent_alert(
             "Mamori lost kernel events", "high",
-            f"{sum(new.values())} events lost in the kernel in the last second (ring full): "
-            + ", ".join(f"{k} {v}" for k, v in sorted(new.items())),
-            self.node, {"lost.kinds": new, "lost.containers": containers}).to_dict())
+            f"{total} events lost in the last second: " + "; ".join(parts) +
+            (f"; most from {named}" if named else ""),
+            self.node, {"lost.kinds": {k: new.get(k, 0) + new_shed.get(k, 0)
+                                       for k in sorted({*new, *new_shed})},
+                        "lost.reasons": {"ring_full": sum(new.values()),
+                                         "shed": sum(new_shed.values()),
+                                         "queue_full": queued},
+                        "lost.containers": containers}).to_dict())

@@ -2,6 +2,12 @@
 
     sudo make bench                       # = sudo .venv/bin/python bench/report.py
     sudo .venv/bin/python bench/report.py --quick     # shorter runs, same tables
+    sudo make bench SMOKE=1               # = bench/report.py --smoke: every section at a
+                                          # size that only proves it runs (seconds each),
+                                          # report into a temp file, docs/ left alone
+
+What it runs (bench/storm.c) is built first, before anything is measured: a fresh clone
+has no bench/build. A smoke run builds into its own temp directory, as a fresh clone would.
 
 1. Syscall overhead of open, exec and connect storms: no probe / the floor (empty programs
    on the same tracepoints) / Mamori with the storm outside watched cgroups / inside /
@@ -159,8 +165,8 @@ def lost(c: dict) -> tuple[float, float]:
     return kernel, queue
 
 
-def idle(agent: AgentProcess, seconds: float) -> dict:
-    time.sleep(2)
+def idle(agent: AgentProcess, seconds: float, settle: float = 2) -> dict:
+    time.sleep(settle)
     c0, t0 = agent.cpu_s(), time.monotonic()
     time.sleep(seconds)
     cpu = (agent.cpu_s() - c0) / (time.monotonic() - t0) * 100
@@ -243,9 +249,13 @@ def ms(ns: float) -> str:
 
 
 def render(r: dict) -> str:
+    mode = r.get("mode", "quick" if r["quick"] else "full")
+    flag = {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode]
     out = [f"Measured {r['date']} on {r['machine']} by `sudo make bench` "
-           f"(`bench/report.py{' --quick' if r['quick'] else ''}`), every number below "
-           "from that one run.", ""]
+           f"(`bench/report.py{flag}`), every number below from that one run.", ""]
+    if mode == "smoke":
+        out += ["A smoke run (`make bench SMOKE=1`): every section at a size that only "
+                "proves it runs; the numbers mean nothing.", ""]
     out += ["### Syscall overhead", "",
             "ns per iteration of each storm (median of "
             f"{r['repeat']}); overhead against no probe; the same overhead as a multiple of "
@@ -320,6 +330,10 @@ def write_doc(section: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter runs, same tables")
+    ap.add_argument("--smoke", action="store_true",
+                    help="every section at a size that only proves it runs (seconds each; "
+                         "`make bench SMOKE=1`, the README-command test): built in and "
+                         "reported to a temp directory, docs/ and bench/build left alone")
     ap.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     ap.add_argument("--render", action="store_true",
                     help=f"measure nothing: render the last run again ({LAST})")
@@ -329,16 +343,36 @@ def main() -> int:
             return publish(json.load(f), args.no_write)
     if os.geteuid() != 0:
         sys.exit("bench: needs root (eBPF, containers): sudo make bench")
-    q = args.quick
-    sizes = {"open": 100_000 if q else 500_000, "exec": 500 if q else 2_000,
-             "connect": 20_000 if q else 100_000}
-    repeat = 1 if q else 3
+    q, smoke = args.quick, args.smoke
+    mode = "smoke" if smoke else "quick" if q else "full"
+    sizes = {"full": {"open": 500_000, "exec": 2_000, "connect": 100_000},
+             "quick": {"open": 100_000, "exec": 500, "connect": 20_000},
+             "smoke": {"open": 20_000, "exec": 50, "connect": 2_000}}[mode]
+    repeat = 3 if mode == "full" else 1
     rates = [10_000, 25_000, 50_000, 75_000, 100_000, 125_000, 150_000, 200_000]
-    step_s = 2 if q else 5
-    r = {"quick": q, "sizes": sizes, "repeat": repeat,
+    step_s = {"full": 5, "quick": 2, "smoke": 1}[mode]
+    idle_s, settle_s = {"full": (10, 2), "quick": (5, 2), "smoke": (1, 0.5)}[mode]
+    alert_runs = {"full": 100, "quick": 30, "smoke": 3}[mode]
+    kill_runs = {"full": 40, "quick": 10, "smoke": 2}[mode]
+    if smoke:
+        rates = rates[:1]
+    r = {"quick": q or smoke, "mode": mode, "sizes": sizes, "repeat": repeat,
          "date": datetime.date.today().isoformat(),
          "machine": f"{platform.node()}: kernel {platform.release()}, "
                     f"{os.cpu_count()} CPUs"}
+    out_dir = None
+    if smoke:
+        # a fresh clone's build, whatever an earlier run left in bench/build; the report
+        # and its numbers go here too, never into docs/
+        out_dir = tempfile.mkdtemp(prefix="mamori-bench-smoke-")
+        print(f"== smoke run: built and reported in {out_dir}", flush=True)
+        sensor_overhead.BUILD = os.path.join(out_dir, "build")
+        sensor_overhead.STORM = os.path.join(sensor_overhead.BUILD, "storm")
+
+    # Build what the measurements run before the first of them (the agent section's storms
+    # need bench/build/storm as much as the overhead section does).
+    print("== build: bench/storm.c", flush=True)
+    sensor_overhead.build_storm()
 
     # The agent first, while no other process of this machine has the compiler (libLLVM)
     # mapped: the agent gives its compiler pages back once the probes are loaded, which the
@@ -351,8 +385,8 @@ def main() -> int:
             r["startup_s"], r["probes_s"] = agent.startup_s, agent.probes_s
             c = agent.counters()
             r["rules"] = int(c.get(("mamori_rules_loaded", ()), 0))
-            r["idle"] = idle(agent, 5 if q else 10)
-            r["alert_ns"] = alert_latency(agent, 30 if q else 100)
+            r["idle"] = idle(agent, idle_s, settle_s)
+            r["alert_ns"] = alert_latency(agent, alert_runs)
             r["steps"] = []
             for rate in rates:
                 s = rate_step(agent, rate, step_s)
@@ -385,7 +419,7 @@ def main() -> int:
                 "the ring absorb the backlog until they fill).")
 
         print("== detect -> SIGKILL", flush=True)
-        r["kill_ns"] = response_latency.measure("terminate", 10 if q else 40, work)
+        r["kill_ns"] = response_latency.measure("terminate", kill_runs, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -410,16 +444,22 @@ def main() -> int:
         ("detect → SIGKILL p99 ≤ 10 ms", ms(kill_p99), kill_p99 <= 10e6),
         ("RSS ≤ 250 MB", f"{peak_rss:.0f} MiB peak", peak_rss <= 250),
     ]
-    os.makedirs(os.path.dirname(LAST), exist_ok=True)
-    with open(LAST, "w") as f:
+    last = os.path.join(out_dir, "last-report.json") if out_dir else LAST
+    os.makedirs(os.path.dirname(last), exist_ok=True)
+    with open(last, "w") as f:
         json.dump(r, f, indent=1)
-    return publish(r, args.no_write)
+    return publish(r, args.no_write, os.path.join(out_dir, "report.md") if out_dir else None)
 
 
-def publish(r: dict, no_write: bool) -> int:
+def publish(r: dict, no_write: bool, out: str | None = None) -> int:
+    """Print the report; write it into docs/benchmarks.md, or into `out` (a smoke run)."""
     section = render(r)
     print(section)
-    if not no_write:
+    if out is not None:
+        with open(out, "w") as f:
+            f.write(section)
+        print(f"written to {out}")
+    elif not no_write:
         write_doc(section)
         print(f"written to {os.path.relpath(DOC, ROOT)}")
     return 0

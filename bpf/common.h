@@ -34,6 +34,8 @@ struct mamori_config {
     u32 all_processes;  /* 1: every process on the host is watched */
     u32 generation;     /* bumped by user space whenever watched_cgroups changes */
     u32 self_tgid;      /* the agent itself: never watched */
+    u32 congested;      /* 1: user space is falling behind (set by the agent's poller) */
+    u32 budget;         /* while congested: bulk events a container may send per window */
     u32 pad;
 };
 BPF_ARRAY(config, struct mamori_config, 1);
@@ -110,6 +112,53 @@ static __always_inline void count_drop(u32 kind)
         __sync_fetch_and_add(c, 1);
     else
         drop_cgroups.update(&cg, &one);
+}
+
+/* Per-container budgets. While user space says it is falling behind (config.congested),
+ * each container may send `budget` bulk events (read-only opens, connects, accepts: what a
+ * flood is made of) per BUDGET_WINDOW_NS; past that its bulk events are shed, counted per
+ * kind and per cgroup, and the agent alerts naming the container. Everything else — exec,
+ * fork, exit, privilege calls, writes, unlinks, renames, chmods — is never shed: that is
+ * the ring's reserved share. Not congested, this costs one compare. */
+#define BUDGET_WINDOW_NS 100000000ULL
+struct budget {
+    u64 window;
+    u64 count;
+};
+BPF_TABLE("lru_hash", u64, struct budget, budgets, 16384);
+BPF_PERCPU_ARRAY(shed_counts, u64, EV_MAX);
+BPF_HASH(shed_cgroups, u64, u64, 4096);
+
+static __always_inline int shed(u32 kind)
+{
+    int zero = 0;
+    struct mamori_config *c = config.lookup(&zero);
+    if (!c || !c->congested)
+        return 0;
+    u64 cg = bpf_get_current_cgroup_id();
+    u64 window = bpf_ktime_get_ns() / BUDGET_WINDOW_NS;
+    struct budget *b = budgets.lookup(&cg);
+    if (!b) {
+        struct budget nb = {.window = window, .count = 1};
+        budgets.update(&cg, &nb);
+        return 0;
+    }
+    if (b->window != window) {
+        b->window = window;
+        b->count = 0;
+    }
+    if (++b->count <= c->budget)
+        return 0;
+    u64 *n = shed_counts.lookup(&kind);
+    if (n)
+        *n += 1;
+    u64 one = 1;
+    u64 *per = shed_cgroups.lookup(&cg);
+    if (per)
+        __sync_fetch_and_add(per, 1);
+    else
+        shed_cgroups.update(&cg, &one);
+    return 1;
 }
 
 static __always_inline u32 verdict_of(u64 cg, u32 generation)

@@ -11,7 +11,7 @@
 #define UNIX_PATH_LEN 108
 #define SHORT_STR 32
 #define CGROUP_PATH_LEN 512
-#define EV_MAX 23
+#define EV_MAX 24
 
 #define F_TRUNC_PATH 0x1
 #define F_TRUNC_PATH2 0x2
@@ -20,30 +20,36 @@
 #define F_PREVENTED 0x10
 #define OVL_UPPER 1
 #define OVL_LOWER 2
+#define DRIFT_UPPER_ONLY 0x1
+#define DRIFT_WRITTEN 0x2
+#define DRIFT_MEMFS 0x4
+#define DRIFT_DELETED 0x8
+#define DRIFT_OTHER_FS 0x10
 
 enum event_kind {
     EV_EXEC = 1,
     EV_FORK = 2,
     EV_EXIT = 3,
-    EV_OPEN = 4,
-    EV_UNLINK = 5,
-    EV_RENAME = 6,
-    EV_CHMOD = 7,
-    EV_CONNECT = 8,
-    EV_ACCEPT = 9,
-    EV_BIND = 10,
-    EV_LISTEN = 11,
-    EV_PTRACE = 12,
-    EV_MOUNT = 13,
-    EV_UMOUNT = 14,
-    EV_UNSHARE = 15,
-    EV_SETNS = 16,
-    EV_SETUID = 17,
-    EV_SETGID = 18,
-    EV_MEMFD = 19,
-    EV_MODULE = 20,
-    EV_CGROUP_MKDIR = 21,
-    EV_CGROUP_RMDIR = 22,
+    EV_MMAP_EXEC = 4,
+    EV_OPEN = 5,
+    EV_UNLINK = 6,
+    EV_RENAME = 7,
+    EV_CHMOD = 8,
+    EV_CONNECT = 9,
+    EV_ACCEPT = 10,
+    EV_BIND = 11,
+    EV_LISTEN = 12,
+    EV_PTRACE = 13,
+    EV_MOUNT = 14,
+    EV_UMOUNT = 15,
+    EV_UNSHARE = 16,
+    EV_SETNS = 17,
+    EV_SETUID = 18,
+    EV_SETGID = 19,
+    EV_MEMFD = 20,
+    EV_MODULE = 21,
+    EV_CGROUP_MKDIR = 22,
+    EV_CGROUP_RMDIR = 23,
 };
 
 enum syscall_id {
@@ -81,6 +87,10 @@ enum syscall_id {
     SYS_MEMFD_CREATE = 32,
     SYS_INIT_MODULE = 33,
     SYS_FINIT_MODULE = 34,
+    SYS_MMAP = 35,
+    SYS_MPROTECT = 36,
+    SYS_PKEY_MPROTECT = 37,
+    SYS_SHMAT = 38,
 };
 
 struct event_hdr {
@@ -121,6 +131,22 @@ struct fork_event {
     struct event_hdr hdr;
     u32 child_pid;
     u32 child_tid;
+};
+
+struct mmap_event {
+    struct event_hdr hdr;
+    u64 ino;
+    u32 dev;
+    u32 fs_magic;
+    u32 nlink;
+    u32 ovl;
+    u32 drift;
+    u32 prot;
+    u32 mflags;
+    u32 sys;
+    s32 fd;
+    u32 depth;
+    char comps[32][64];
 };
 
 struct exit_event {

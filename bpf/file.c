@@ -59,6 +59,9 @@ static __always_inline int file_exit(long ret)
             r->hdr.flags |= F_TRUNC_PATH2;
         events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     } else if (kind == EV_OPEN || kind == EV_UNLINK || kind == EV_CHMOD) {
+        /* a read-only open is bulk (see shed() in common.h); writes, creates never are */
+        if (kind == EV_OPEN && !(in->a[1] & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_)) && shed(kind))
+            goto out;
         struct file_event *e = events.ringbuf_reserve(sizeof(struct file_event));
         if (!e) {
             count_drop(kind);

@@ -99,6 +99,8 @@ static __always_inline int net_exit(long ret)
     u32 kind = in->kind;
     if (kind != EV_CONNECT && kind != EV_ACCEPT && kind != EV_BIND && kind != EV_LISTEN)
         goto out;
+    if ((kind == EV_CONNECT || kind == EV_ACCEPT) && shed(kind))   /* bulk: common.h */
+        goto out;
     struct net_event *e = events.ringbuf_reserve(sizeof(struct net_event));
     if (!e) {
         count_drop(kind);

@@ -3,9 +3,10 @@ and a snapshot of the event's fields under the dotted vocabulary."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
+
+from ..text import json_line
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class Alert:
 
 
 def record_json(rec: dict) -> str:
-    """An alert record as one JSON line (sets and tuples as lists)."""
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False, default=list)
+    """An alert record as one JSON line (sets and tuples as lists; no raw control or bidi
+    character, see agent/text.py)."""
+    return json_line(rec, separators=(",", ":"), default=list)
 
 
 def from_match(rule, item, catalog, node: str) -> Alert:

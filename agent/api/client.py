@@ -1,5 +1,7 @@
 """`mamori alerts`: a gRPC client that shows alerts as a readable, coloured table (or JSON
-lines), follows the stream, and resumes where it left off."""
+lines), follows the stream, and resumes where it left off. Every value in an alert may come
+from a container (argv, paths, pod names): the table shows each one through printable(),
+so that no escape sequence or bidi control reaches the terminal (agent/text.py)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ import sys
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from ..text import json_safe, printable
 from .gen.mamori.v1 import alerts_pb2 as pb
 from .gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
 from .server import SEVERITY_NAME, SEVERITY_PB
@@ -33,12 +36,13 @@ def channel(target: str, ca: str = "", cert: str = "", key: str = "",
 
 def row(a: pb.Alert, colour: bool) -> str:
     sev = SEVERITY_NAME.get(a.severity, "?")
+    p = printable
     where = f"{a.pod.namespace}/{a.pod.name}" if a.pod.name else (
         a.container.id[:12] if a.container.id else a.node)
-    s = (f"{a.sequence:>7}  {a.time[11:23]:<12}  {sev:<8}  {a.tactic.id or '-':<6}  "
-         f"{a.technique.id or '-':<9}  {where:<28}  {a.rule}: {a.output}")
+    s = (f"{a.sequence:>7}  {p(a.time[11:23]):<12}  {sev:<8}  {p(a.tactic.id or '-'):<6}  "
+         f"{p(a.technique.id or '-'):<9}  {p(where):<28}  {p(a.rule)}: {p(a.output)}")
     if a.response.action:
-        s += f"  [{a.response.action}: {a.response.status}]"
+        s += f"  [{p(a.response.action)}: {p(a.response.status)}]"
     return f"{COLOURS.get(sev, '')}{s}{RESET}" if colour else s
 
 
@@ -66,23 +70,34 @@ def run(args) -> int:
     try:
         for a in stub.Subscribe(req, timeout=timeout):
             if a.HasField("notice"):
-                print(f"-- {a.notice.message}", file=sys.stderr)
+                print(f"-- {printable(a.notice.message)}", file=sys.stderr)
                 continue
             last = a.sequence
             if args.json:
-                print(json.dumps(MessageToDict(a, preserving_proto_field_name=True)),
+                print(json_safe(json.dumps(MessageToDict(a, preserving_proto_field_name=True))),
                       flush=True)
             else:
                 print(row(a, colour), flush=True)
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-            print(f"mamori: {e.code().name}: {e.details()}", file=sys.stderr)
+            print(f"mamori: {e.code().name}: {printable(e.details())}", file=sys.stderr)
             return 1
     except KeyboardInterrupt:
         pass
     finally:
         if args.resume:
-            os.makedirs(os.path.dirname(STATE), exist_ok=True)
-            with open(STATE, "w") as f:
-                f.write(str(last))
+            _save_state(last)
     return 0
+
+
+def _save_state(last: int) -> None:
+    """The resume point: 0600 in a 0700 directory (it says what a user has looked at)."""
+    d = os.path.dirname(STATE)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    os.chmod(d, 0o700)
+    tmp = f"{STATE}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(last))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, STATE)

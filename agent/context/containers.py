@@ -35,11 +35,6 @@ _PATTERNS = (  # (regex on the last path component, runtime)
     (re.compile(rf"^({_HEX64})$"), None),   # bare id: runtime from the parent (below)
 )
 
-# Runtime setup processes that run inside a container's cgroup before its workload.
-RUNTIME_SETUP_COMMS = ("runc:[0:PARENT]", "runc:[1:CHILD]", "runc:[2:INIT]", "runc",
-                       "crun", "conmon", "runc init")
-
-
 @dataclass(frozen=True, slots=True)
 class ContainerRef:
     """What the cgroup path alone tells."""

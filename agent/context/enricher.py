@@ -54,6 +54,7 @@ class Enriched(NamedTuple):
             f["drift.kind"], f["drift.path"], f["drift.script"] = d.kind, d.path, d.script
             f["drift.size"], f["drift.sha256"] = d.size, d.sha256
             f["drift.unknown_reason"], f["drift.prevented"] = d.unknown_reason, d.prevented
+            f["drift.hash_error"] = d.hash_error
         c, pod, pc = self.container, self.pod, self.pod_container
         f["container.id"] = c.id if c else None
         f["container.runtime"] = c.runtime if c else None
@@ -83,20 +84,28 @@ class Enricher:
         self.registry = registry
         self.pods = pods
         self.depth = ancestors_depth
+        self.attached = None        # pid -> (cgroup moved into, mover's cgroup) | None
 
     def enrich(self, ev) -> Enriched:
         kind = ev.kind
-        if kind in ("fork", "exec"):
-            self.tree.apply(ev)
-        p = self.tree.lookup(ev.pid)
+        container = self.registry.lookup(ev.cgroup_id, ev.pid)
+        tree = self.tree
+        setup = False
         if kind == "exec":
+            tree.apply(ev)
+            p = tree.lookup(ev.pid)
             name = program_name(ev.comm, ev.filename, ev.args)
             if p is not None:
                 p.comm = name
+                tree.on_exec_in(p, container.id if container is not None else None)
         else:
+            p = tree.lookup(ev.pid) if container is None else tree.lookup_event(ev)
             name = p.comm if p is not None and p.comm else ev.comm
-        container = self.registry.lookup(ev.cgroup_id, ev.pid)
-        setup = ProcessTree.is_runtime_setup(p, ev.comm)
+            if container is not None:
+                setup = tree.runtime_setup(p, ev.ppid, container.id, self.registry.lookup,
+                                           self.attached)
+            if kind == "fork":
+                tree.apply(ev)            # the child inherits the parent's answer
         if container is not None and container.rootfs is None and not setup and \
                 kind != "exit":
             container = self.registry.refresh_rootfs(container, ev.pid)
@@ -107,16 +116,16 @@ class Enricher:
                 pod = self.pods.pod_by_uid(container.pod_uid)
             if pod is not None:
                 pc = pod.containers.get(container.id)
-        ancestors = self.tree.ancestry(ev.pid, self.depth)
+        ancestors = tree.ancestry(ev.pid, self.depth)
         if kind == "exec":
             exe, args = ev.exe, ev.args
         else:
             exe, args = (p.exe, p.args) if p else ("", ())
         drift = None
-        if kind == "exec" and container is not None and self.drift is not None and not setup:
+        if kind == "exec" and container is not None and self.drift is not None:
             drift = self.drift.check(ev, container, p.cwd if p else "")
         out = Enriched(ev, name, exe, args, p.cwd if p else "", ancestors, setup, container,
                        pod, pc, drift)
         if kind == "exit":
-            self.tree.apply(ev)
+            tree.apply(ev)
         return out

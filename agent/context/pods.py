@@ -2,15 +2,31 @@
 with the official client. List, then watch from the list's resourceVersion with bookmarks;
 on 410 Gone, list again; on any other failure, reconnect with backoff. Maps container ids
 (containerStatuses[].containerID) and pod uids to pod metadata, resolving a ReplicaSet owner
-to its Deployment. Runs in its own thread: the event pipeline never waits for the API."""
+to its Deployment. Runs in its own thread: the event pipeline never waits for the API.
+
+Pod objects are read as the JSON the API server sent, field by field, never through the
+client's models: one object the models would refuse (a status without a required field,
+`metadata: null`) is skipped and counted (`bad_objects`), and the list or watch goes on past
+it. ReplicaSet -> Deployment lookups run on a thread of their own, answers and failures
+cached (bounded): a slow or failing apps API never holds the watch back; a pod is known by
+its ReplicaSet until the answer arrives.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import queue
 import threading
-from dataclasses import dataclass, field
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 log = logging.getLogger("mamori.pods")
+
+
+class BadObject(ValueError):
+    """A pod object without what every pod has (metadata.uid, namespace, name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,8 @@ def api_client(mode: str = "auto", kubeconfig: str = ""):
 
 class PodWatcher:
     def __init__(self, api_client, node_name: str, backoff=(0.2, 0.5, 1, 2, 5, 10),
-                 watch_timeout: int = 300):
+                 watch_timeout: int = 300, owner_cache: int = 4096,
+                 owner_retry_s: float = 60.0):
         from kubernetes import client
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -71,11 +88,15 @@ class PodWatcher:
         self.synced = threading.Event()
         self.relists = 0
         self.errors = 0
+        self.bad_objects = 0          # pod objects or watch events skipped as malformed
         self.last_error = ""
-        self._rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()   # the maps are replaced whole, under this lock
+        self._owners = OwnerCache(owner_cache, owner_retry_s)
+        self._owner_queue: queue.Queue = queue.Queue(maxsize=owner_cache)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watch = None
+        self._owner_thread: threading.Thread | None = None
+        self._resp = None
 
     # -- lookups (any thread) ----------------------------------------------------------
     def pod_of_container(self, container_id: str) -> PodInfo | None:
@@ -87,21 +108,24 @@ class PodWatcher:
     # -- the loop ----------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
+        self._owner_thread = threading.Thread(target=self._resolve_owners,
+                                              name="pod-owners", daemon=True)
         self._thread.start()
+        self._owner_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        w = self._watch
-        if w is not None:
-            w.stop()
-            resp = getattr(w, "_resp", None)   # unblock a read waiting for the next event
-            if resp is not None:
-                try:
-                    resp.close()
-                except Exception:  # noqa: BLE001 - closing a dying connection
-                    pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        resp = self._resp                  # unblock a read waiting for the next event
+        if resp is not None:
+            try:
+                if hasattr(resp, "shutdown"):      # urllib3 >= 2.3: wakes a blocked read
+                    resp.shutdown()
+                resp.close()
+            except Exception:  # noqa: BLE001 - closing a dying connection
+                pass
+        for t in (self._thread, self._owner_thread):
+            if t is not None:
+                t.join(timeout=5)
 
     def _run(self) -> None:
         failures = 0
@@ -115,7 +139,8 @@ class PodWatcher:
                 if self._stop.is_set():
                     return
                 from kubernetes.client.exceptions import ApiException
-                if isinstance(e, ApiException) and e.status == 410:
+                if isinstance(e, (ApiException, WatchExpired)) and \
+                        getattr(e, "status", None) == 410:
                     log.info("pod watch expired (410 Gone): listing again")
                     self.resource_version = None
                     continue
@@ -126,93 +151,270 @@ class PodWatcher:
                 log.warning("pod watch failed (%s); retrying in %.1fs", self.last_error, delay)
                 self._stop.wait(delay)
 
+    def _selector(self) -> str:
+        return f"spec.nodeName={self.node_name}"
+
     def list(self) -> None:
-        pods = self.core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={self.node_name}", _request_timeout=30)
+        resp = self.core.list_pod_for_all_namespaces(
+            field_selector=self._selector(), _request_timeout=30, _preload_content=False)
+        try:
+            body = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        if not isinstance(body, dict):
+            raise ValueError("the pod list is not a JSON object")
         by_uid = {}
-        for pod in pods.items:
-            info = self._info(pod)
+        for item in body.get("items") or ():
+            try:
+                info = self._info(item)
+            except BadObject as e:
+                self._bad(f"listed pod skipped: {e}")
+                continue
             by_uid[info.uid] = info
-        self.by_uid = by_uid
-        self.by_container = {cid: p for p in by_uid.values() for cid in p.containers}
-        self.resource_version = pods.metadata.resource_version
+        with self._lock:
+            self.by_uid = by_uid
+            self.by_container = {cid: p for p in by_uid.values() for cid in p.containers}
+        self.resource_version = str(_get(body, "metadata", "resourceVersion") or "") or None
+        if self.resource_version is None:
+            raise ValueError("the pod list has no metadata.resourceVersion")
         self.relists += 1
         self.synced.set()
         log.info("pods on %s: %d (resourceVersion %s)", self.node_name, len(by_uid),
                  self.resource_version)
 
     def watch_once(self) -> None:
-        from kubernetes import watch
-        self._watch = w = watch.Watch()
-        for ev in w.stream(self.core.list_pod_for_all_namespaces,
-                           field_selector=f"spec.nodeName={self.node_name}",
-                           resource_version=self.resource_version,
-                           allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
-                           _request_timeout=self.watch_timeout + 30):
-            if self._stop.is_set():
-                break
-            kind, pod = ev["type"], ev["object"]
-            # bookmarks stay plain dicts (the client does not deserialize them)
-            rv = ((ev.get("raw_object") or {}).get("metadata") or {}).get("resourceVersion")
+        from kubernetes.watch.watch import iter_resp_lines
+        resp = self.core.list_pod_for_all_namespaces(
+            field_selector=self._selector(), resource_version=self.resource_version,
+            allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout, watch=True,
+            _request_timeout=self.watch_timeout + 30, _preload_content=False)
+        self._resp = resp
+        try:
+            if self._stop.is_set():         # stop() came while the request was made
+                return
+            for line in iter_resp_lines(resp):
+                if self._stop.is_set():
+                    break
+                self.handle_event(line)
+        finally:
+            self._resp = None
+            resp.release_conn()
+
+    def handle_event(self, line) -> None:
+        """One line of the watch stream. A malformed event is counted and skipped; the
+        resourceVersion moves past it whenever the event says where it is."""
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        if not line or line.isspace():
+            return
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            self._bad("watch event is not JSON")
+            return
+        if not isinstance(ev, dict):
+            self._bad("watch event is not a JSON object")
+            return
+        kind, obj = ev.get("type"), ev.get("object")
+        if kind == "ERROR":
+            code = _get(obj, "code")
+            if code == 410:
+                raise WatchExpired(str(_get(obj, "message") or "410 Gone"))
+            raise ValueError(f"watch error {code}: {_get(obj, 'message')}")
+        rv = _get(obj, "metadata", "resourceVersion")
+        try:
             if kind == "BOOKMARK":
                 pass
             elif kind == "DELETED":
-                self._forget(pod.metadata.uid)
+                self._forget(_uid_of(obj))
             elif kind in ("ADDED", "MODIFIED"):
-                self._remember(self._info(pod))
-            if rv:
-                self.resource_version = rv
-        self._watch = None
+                self._remember(self._info(obj))
+            else:
+                raise BadObject(f"unknown watch event type {kind!r}")
+        except BadObject as e:
+            self._bad(f"watch event {kind} skipped: {e}")
+        if isinstance(rv, str) and rv:
+            self.resource_version = rv
+
+    def _bad(self, why: str) -> None:
+        self.bad_objects += 1
+        log.warning("%s (%d malformed so far)", why, self.bad_objects)
 
     # -- model -------------------------------------------------------------------------
     def _remember(self, info: PodInfo) -> None:
-        old = self.by_uid.get(info.uid)
-        self.by_uid = {**self.by_uid, info.uid: info}
-        by_container = dict(self.by_container)
-        if old is not None:
-            for cid in old.containers:
-                by_container.pop(cid, None)
-        by_container.update({cid: info for cid in info.containers})
-        self.by_container = by_container
+        with self._lock:
+            old = self.by_uid.get(info.uid)
+            self.by_uid = {**self.by_uid, info.uid: info}
+            by_container = dict(self.by_container)
+            if old is not None:
+                for cid in old.containers:
+                    by_container.pop(cid, None)
+            by_container.update({cid: info for cid in info.containers})
+            self.by_container = by_container
 
     def _forget(self, uid: str) -> None:
-        old = self.by_uid.get(uid)
-        if old is None:
-            return
-        self.by_uid = {k: v for k, v in self.by_uid.items() if k != uid}
-        self.by_container = {k: v for k, v in self.by_container.items() if v.uid != uid}
+        with self._lock:
+            if uid not in self.by_uid:
+                return
+            self.by_uid = {k: v for k, v in self.by_uid.items() if k != uid}
+            self.by_container = {k: v for k, v in self.by_container.items() if v.uid != uid}
 
     def _info(self, pod) -> PodInfo:
-        md, st = pod.metadata, pod.status
+        """A PodInfo from the pod's JSON; BadObject when it lacks uid, namespace or name.
+        Optional parts that are malformed (a status entry that is not an object, labels
+        that are not strings) are left out, not fatal."""
+        md = _get(pod, "metadata")
+        uid, ns, name = _get(md, "uid"), _get(md, "namespace"), _get(md, "name")
+        if not all(isinstance(x, str) and x for x in (uid, ns, name)):
+            raise BadObject("no metadata.uid, namespace and name")
+        status = _get(pod, "status")
         containers = {}
-        for group in (st.container_statuses, st.init_container_statuses,
-                      st.ephemeral_container_statuses) if st else ():
-            for cs in group or ():
-                cid = strip_runtime(cs.container_id or "")
+        for group in ("containerStatuses", "initContainerStatuses",
+                      "ephemeralContainerStatuses"):
+            entries = _get(status, group)
+            for cs in entries if isinstance(entries, list) else ():
+                cid = strip_runtime(_str(_get(cs, "containerID")))
                 if cid:
-                    containers[cid] = PodContainer(cs.name, cs.image or "", cs.image_id or "")
+                    containers[cid] = PodContainer(_str(_get(cs, "name")),
+                                                   _str(_get(cs, "image")),
+                                                   _str(_get(cs, "imageID")))
+        labels = _get(md, "labels")
+        labels = {k: v for k, v in labels.items() if isinstance(k, str) and
+                  isinstance(v, str)} if isinstance(labels, dict) else {}
         owner_kind = owner_name = ""
-        for ref in md.owner_references or ():
-            if ref.controller:
-                owner_kind, owner_name = ref.kind, ref.name
-        if owner_kind == "ReplicaSet":
-            owner_kind, owner_name = self._deployment_of(md.namespace, owner_name)
-        return PodInfo(md.namespace, md.name, md.uid, dict(md.labels or {}), owner_kind,
-                       owner_name, pod.spec.node_name if pod.spec else "", containers)
+        refs = _get(md, "ownerReferences")
+        for ref in refs if isinstance(refs, list) else ():
+            if _get(ref, "controller") is True:
+                owner_kind, owner_name = _str(_get(ref, "kind")), _str(_get(ref, "name"))
+        if owner_kind == "ReplicaSet" and owner_name:
+            hit = self._owners.get((ns, owner_name))
+            if hit is not None:
+                owner_kind, owner_name = hit
+            else:
+                self._ask_owner(ns, owner_name, uid)
+        return PodInfo(ns, name, uid, labels, owner_kind, owner_name,
+                       _str(_get(pod, "spec", "nodeName")), containers)
 
-    def _deployment_of(self, namespace: str, rs_name: str) -> tuple[str, str]:
-        """A ReplicaSet's controlling Deployment, if it has one (cached)."""
-        key = (namespace, rs_name)
-        hit = self._rs_owner.get(key)
-        if hit:
-            return hit
-        result = ("ReplicaSet", rs_name)
+    # -- owners, off the watch thread --------------------------------------------------
+    def _ask_owner(self, namespace: str, rs_name: str, uid: str) -> None:
+        if self._owners.pending((namespace, rs_name)):
+            return
         try:
-            rs = self.apps.read_namespaced_replica_set(rs_name, namespace, _request_timeout=10)
-            for ref in rs.metadata.owner_references or ():
-                if ref.controller and ref.kind == "Deployment":
-                    result = ("Deployment", ref.name)
-            self._rs_owner[key] = result
+            self._owner_queue.put_nowait((namespace, rs_name))
+        except queue.Full:
+            self._owners.done((namespace, rs_name))      # asked again with the next event
+
+    def _resolve_owners(self) -> None:
+        while not self._stop.is_set():
+            try:
+                key = self._owner_queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            answer = self._deployment_of(*key)
+            self._owners.done(key)
+            if answer is None:
+                continue
+            with self._lock:
+                stale = [p for p in self.by_uid.values() if p.namespace == key[0] and
+                         (p.owner_kind, p.owner_name) == ("ReplicaSet", key[1])]
+            for p in stale:
+                if self.by_uid.get(p.uid) is p:
+                    self._remember(replace(p, owner_kind=answer[0], owner_name=answer[1]))
+
+    def _deployment_of(self, namespace: str, rs_name: str) -> tuple[str, str] | None:
+        """A ReplicaSet's controlling Deployment, or itself when it has none; None when the
+        API could not say (cached as a failure, asked again after owner_retry_s)."""
+        key = (namespace, rs_name)
+        try:
+            resp = self.apps.read_namespaced_replica_set(rs_name, namespace,
+                                                         _request_timeout=10,
+                                                         _preload_content=False)
+            try:
+                rs = json.loads(resp.data)
+            finally:
+                resp.release_conn()
         except Exception as e:  # noqa: BLE001 - the pod is still known, by its ReplicaSet
+            self._owners.fail(key)
             log.info("owner of replicaset %s/%s unknown: %s", namespace, rs_name, e)
+            return None
+        result = ("ReplicaSet", rs_name)
+        refs = _get(rs, "metadata", "ownerReferences")
+        for ref in refs if isinstance(refs, list) else ():
+            if _get(ref, "controller") is True and _get(ref, "kind") == "Deployment":
+                result = ("Deployment", _str(_get(ref, "name")))
+        self._owners.put(key, result)
         return result
+
+
+class WatchExpired(Exception):
+    status = 410
+
+
+class OwnerCache:
+    """ReplicaSet -> owner answers (LRU, bounded), failures remembered for retry_s, and
+    the keys being asked now (so a burst of pods asks once)."""
+
+    def __init__(self, size: int, retry_s: float, clock=time.monotonic):
+        self.size, self.retry_s, self._clock = size, retry_s, clock
+        self._answers: OrderedDict = OrderedDict()
+        self._failed: OrderedDict = OrderedDict()
+        self._pending: set = set()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            hit = self._answers.get(key)
+            if hit is not None:
+                self._answers.move_to_end(key)
+            return hit
+
+    def pending(self, key) -> bool:
+        """True if the key is being asked, or failed less than retry_s ago; else marks it
+        as being asked and returns False."""
+        with self._lock:
+            t = self._failed.get(key)
+            if t is not None and self._clock() - t < self.retry_s:
+                return True
+            if key in self._pending or len(self._pending) >= self.size:
+                return True
+            self._pending.add(key)
+            return False
+
+    def done(self, key) -> None:
+        with self._lock:
+            self._pending.discard(key)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._failed.pop(key, None)
+            self._answers[key] = value
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+
+    def fail(self, key) -> None:
+        with self._lock:
+            self._failed[key] = self._clock()
+            self._failed.move_to_end(key)
+            while len(self._failed) > self.size:
+                self._failed.popitem(last=False)
+
+
+def _get(obj, *path):
+    """obj[path0][path1]… for JSON objects; None where a step is missing or not an object."""
+    for p in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(p)
+    return obj
+
+
+def _str(v) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def _uid_of(obj) -> str:
+    uid = _get(obj, "metadata", "uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadObject("no metadata.uid")
+    return uid

@@ -4,6 +4,15 @@ Filled at start by a scan of /proc (processes older than the agent are known too
 current from fork, exec and exit events. Bounded: past `max_size` the oldest exited entries
 go first, then the oldest entries. Exited entries stay `exited_ttl` seconds so that events
 still in flight for them resolve.
+
+Runtime setup (`proc.runtime_setup`) is decided from facts a container cannot forge, never
+from a name (comm and file names are the attacker's): a process is the runtime's setup in a
+container when it was put there from outside — its parent, at the moment it is first seen
+in the container, is not in that container (runc/crun create and exec fork their init from
+the host) — and it has not executed a program since. Every process forked inside the
+container inherits its parent's answer; every exec makes it the workload. Where a fact is
+missing (an unknown parent, a process that was running before the agent), the answer is
+"workload": a wrong guess costs a spurious alert, never a blind spot (docs/security.md).
 """
 from __future__ import annotations
 
@@ -11,18 +20,21 @@ import os
 import time
 from collections import OrderedDict
 
-from .containers import RUNTIME_SETUP_COMMS
-
 
 class Proc:
     __slots__ = ("pid", "ppid", "exe", "args", "cwd", "uid", "comm", "start_ns",
-                 "cgroup_id", "exited_at")
+                 "cgroup_id", "exited_at", "origin", "setup", "setup_in")
 
     def __init__(self, pid, ppid, exe="", args=(), cwd="", uid=-1, comm="", start_ns=0,
-                 cgroup_id=0):
+                 cgroup_id=0, origin="proc"):
         self.pid, self.ppid, self.exe, self.args, self.cwd = pid, ppid, exe, args, cwd
         self.uid, self.comm, self.start_ns, self.cgroup_id = uid, comm, start_ns, cgroup_id
         self.exited_at = None
+        # how the table learned of it: "scan" (running before the agent), "fork", "exec",
+        # "proc" (read from /proc when an event named it first)
+        self.origin = origin
+        self.setup: bool | None = None   # runtime setup in container `setup_in`; None: not
+        self.setup_in: str | None = None  # decided yet (see the module's docstring)
 
     def __repr__(self):
         return f"Proc({self.pid}, ppid={self.ppid}, exe={self.exe!r})"
@@ -101,6 +113,7 @@ class ProcessTree:
             if name.isdigit():
                 p = read_proc(int(name), self._cgroup_id_of)
                 if p is not None:
+                    p.origin = "scan"
                     self._put(p)
                     n += 1
         return n
@@ -120,16 +133,18 @@ class ProcessTree:
         parent = self.lookup(parent_pid)
         if parent is not None:
             child = Proc(child_pid, parent_pid, parent.exe, parent.args, parent.cwd,
-                         parent.uid, parent.comm, ts, cgroup_id)
+                         parent.uid, parent.comm, ts, cgroup_id, origin="fork")
+            child.setup, child.setup_in = parent.setup, parent.setup_in
         else:
-            child = Proc(child_pid, parent_pid, start_ns=ts, cgroup_id=cgroup_id)
+            child = Proc(child_pid, parent_pid, start_ns=ts, cgroup_id=cgroup_id,
+                         origin="fork")
         self._put(child)
         return child
 
     def on_exec(self, ev) -> Proc:
         p = self._procs.get(ev.pid)
         if p is None:
-            p = Proc(ev.pid, ev.ppid, start_ns=ev.ts)
+            p = Proc(ev.pid, ev.ppid, start_ns=ev.ts, origin="exec")
             self._put(p)
         p.ppid, p.exe, p.args, p.uid, p.comm = ev.ppid, ev.exe, ev.args, ev.uid, ev.comm
         p.cgroup_id = ev.cgroup_id
@@ -186,13 +201,45 @@ class ProcessTree:
             out.append(p)
         return out
 
+    def runtime_setup(self, p: Proc, ppid: int, container_id: str, container_of,
+                      attached=None) -> bool:
+        """Is `p`, seen now in container `container_id`, the runtime's own setup? Decided
+        once per process and container (see the module's docstring). `ppid` is the parent
+        the kernel reported with the event; `container_of(cgroup_id, pid)` names the
+        container of a cgroup (None: the host); `attached(pid)` is the kernel's record of
+        the last move of that task into a cgroup: (cgroup, cgroup of the mover) or None."""
+        if p.setup is not None and p.setup_in == container_id:
+            return p.setup
+        setup = False
+        if p.origin in ("proc", "fork"):
+            # "proc": first seen here, no fork of it in sight; "fork": forked elsewhere (a
+            # host process we watch too) and seen here now
+            moved = attached(p.pid) if attached is not None else None
+            if moved is not None:
+                dst, mover = container_of(moved[0], p.pid), container_of(moved[1], None)
+                setup = dst is not None and dst.id == container_id and \
+                    (mover is None or mover.id != container_id)
+            else:                       # e.g. clone3(CLONE_INTO_CGROUP): ask the parent
+                parent = self.lookup(ppid) if ppid > 0 else None
+                if parent is not None and parent.cgroup_id:
+                    pc = container_of(parent.cgroup_id, parent.pid)
+                    setup = pc is None or pc.id != container_id
+        p.setup, p.setup_in = setup, container_id
+        return setup
+
+    def lookup_event(self, ev) -> Proc:
+        """The event's process; one made from the event itself when neither the table nor
+        /proc knows it any more (it exited before we got to its events)."""
+        p = self.lookup(ev.pid)
+        if p is None:
+            p = Proc(ev.pid, ev.ppid, comm=ev.comm, start_ns=ev.ts, cgroup_id=ev.cgroup_id)
+            self._put(p)
+        return p
+
     @staticmethod
-    def is_runtime_setup(p: Proc | None, comm: str = "") -> bool:
-        name = comm or (p.comm if p else "")
-        if name in RUNTIME_SETUP_COMMS or name.startswith("runc:["):
-            return True
-        exe = p.exe if p else ""
-        return exe.endswith(("/runc", "/crun"))
+    def on_exec_in(p: Proc, container_id: str | None) -> None:
+        """An exec: from now on the process runs a program of its own, the workload's."""
+        p.setup, p.setup_in = False, container_id
 
     # -- bookkeeping -------------------------------------------------------------------
     def _put(self, p: Proc) -> None:

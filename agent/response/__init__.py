@@ -1,2 +1,3 @@
-"""Response: policy and guard rails (policy.py), on the node (local.py), through the
-Kubernetes API (kube_actions.py). Not wired into `mamori run` yet (issue #7 continues)."""
+"""Response: policy and guard rails (policy.py), on the node (local.py: kill with the
+process identity checked; isolation.py: cgroup BPF), through the Kubernetes API
+(kube_actions.py), the stage that runs them (responder.py). docs/response.md."""

@@ -68,6 +68,25 @@ class KubeActions:
                             done_on=(409,))
         return ("done" if s1 == s2 == "done" else "failed"), f"{d1}; {d2}"
 
+    def namespace_labels(self, namespace: str) -> dict | None:
+        """The namespace's labels (an administrator's data: they protect namespaces);
+        {} if it does not exist, None if the API could not be asked."""
+        from kubernetes.client.exceptions import ApiException
+        for attempt in range(len(self.backoff) + 1):
+            try:
+                ns = self.core.read_namespace(namespace, _request_timeout=self.timeout)
+                return dict(ns.metadata.labels or {})
+            except ApiException as e:
+                if e.status == 404:
+                    return {}
+                if e.status not in (429, 500, 502, 503, 504):
+                    break
+            except Exception:  # noqa: BLE001 - connection refused, timeouts: retried
+                pass
+            if attempt < len(self.backoff):
+                time.sleep(self.backoff[attempt])
+        return None
+
     def release(self, namespace: str, name: str) -> tuple[str, str]:
         return self._call(f"released pod {namespace}/{name}", self.core.patch_namespaced_pod,
                           name, namespace, {"metadata": {"labels": {QUARANTINE_LABEL: None}}})

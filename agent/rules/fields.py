@@ -15,7 +15,8 @@ LIST_TYPES = (STRS, INTS)
 
 EVENT_KINDS = tuple(k for k in KINDS if not k.startswith("cgroup_"))
 ALL = frozenset(EVENT_KINDS)
-SYSCALL_KINDS = ALL - {"exec", "fork", "exit"}
+SYSCALL_KINDS = ALL - {"exec", "fork", "exit", "mmap_exec"}   # those with a result
+MAPPING = frozenset({"mmap_exec"})      # reported at syscall entry: a syscall, no result
 FILE = frozenset(FAMILIES["file"])
 NET = frozenset(FAMILIES["net"])
 
@@ -84,10 +85,14 @@ def _cname(item):
     return pc.name if pc is not None else c.name
 
 
-def _drift(attr):
-    def get(item, _a=attr):
+def _drift(attr, own=None):
+    """A drift.* field: from the drift stage's verdict (exec), else the event's own (mmap_exec:
+    the kernel decides; attribute `own` of the event)."""
+    def get(item, _a=attr, _o=own):
         d = getattr(item, "drift", None)
-        return getattr(d, _a, None) if d is not None else None
+        if d is not None:
+            return getattr(d, _a, None)
+        return getattr(item.event, _o, None) if _o else None
     return get
 
 
@@ -95,7 +100,7 @@ _SPECS = [
     # event
     ("event.kind", STR, ALL, lambda i: i.event.kind),
     ("event.ts", INT, ALL, lambda i: i.event.ts),
-    ("event.syscall", STR, SYSCALL_KINDS, _ev("syscall")),
+    ("event.syscall", STR, SYSCALL_KINDS | MAPPING, _ev("syscall")),
     ("event.result", INT, SYSCALL_KINDS, _ev("result")),
     ("event.error", STR, SYSCALL_KINDS, _ev("error")),
     ("event.failed", BOOL, SYSCALL_KINDS, lambda i: getattr(i.event, "result", 0) < 0),
@@ -133,8 +138,8 @@ _SPECS = [
     ("exit.code", INT, {"exit"}, _ev("code")),
     ("exit.signal", INT, {"exit"}, _ev("signal")),
     # files
-    ("file.path", STR, FILE, _ev("path")),
-    ("file.name", STR, FILE, lambda i: _basename(getattr(i.event, "path", None))),
+    ("file.path", STR, FILE | MAPPING, _ev("path")),
+    ("file.name", STR, FILE | MAPPING, lambda i: _basename(getattr(i.event, "path", None))),
     ("file.new_path", STR, {"rename"}, _ev("new_path")),
     ("file.flags", STRS, FILE, _ev("flags")),
     ("file.mode", INT, FILE, _ev("mode")),
@@ -143,6 +148,17 @@ _SPECS = [
     ("file.setgid", BOOL, {"chmod"}, lambda i: bool(getattr(i.event, "mode", 0) & 0o2000)),
     ("file.writable", BOOL, {"open"},
      lambda i: i.event.kind == "open" and writable(i.event.flags)),
+    # code mapped executable (mmap_exec): the mapped file, and the mapping
+    ("file.inode", INT, MAPPING, _ev("inode")),
+    ("file.dev", INT, MAPPING, _ev("dev")),
+    ("file.fs", STR, MAPPING, _ev("fs")),
+    ("file.links", INT, MAPPING, _ev("links")),
+    ("file.detached", BOOL, MAPPING, _ev("detached")),
+    ("file.upper_layer", BOOL, MAPPING, _ev("upper")),
+    ("file.lower_layer", BOOL, MAPPING, _ev("lower")),
+    ("mmap.prot", STRS, MAPPING, _ev("prot")),
+    ("mmap.flags", STRS, MAPPING, _ev("mflags")),
+    ("mmap.fd", INT, MAPPING, _ev("fd")),
     # network
     ("net.family", STR, NET, _ev("family")),
     ("net.protocol", STR, NET, _ev("protocol")),
@@ -185,14 +201,15 @@ _SPECS = [
     ("k8s.labels", MAP, ALL, lambda i: i.pod.labels if i.pod is not None else {}),
     ("k8s.owner_kind", STR, ALL, _pod("owner_kind")),
     ("k8s.owner_name", STR, ALL, _pod("owner_name")),
-    # drift (filled by the drift stage on exec events)
-    ("drift.kind", STR, {"exec"}, _drift("kind")),
-    ("drift.path", STR, {"exec"}, _drift("path")),
+    # drift (filled by the drift stage on exec events; decided by the kernel on mmap_exec)
+    ("drift.kind", STR, {"exec"} | MAPPING, _drift("kind", "drift_kind")),
+    ("drift.path", STR, {"exec"} | MAPPING, _drift("path", "drift_path")),
     ("drift.sha256", STR, {"exec"}, _drift("sha256")),
     ("drift.size", INT, {"exec"}, _drift("size")),
-    ("drift.unknown_reason", STR, {"exec"}, _drift("unknown_reason")),
-    ("drift.prevented", BOOL, {"exec"}, _drift("prevented")),
+    ("drift.unknown_reason", STR, {"exec"} | MAPPING, _drift("unknown_reason", "drift_reason")),
+    ("drift.prevented", BOOL, {"exec"} | MAPPING, _drift("prevented", "drift_prevented")),
     ("drift.script", BOOL, {"exec"}, _drift("script")),
+    ("drift.hash_error", STR, {"exec"}, _drift("hash_error")),
 ]
 
 FIELDS: dict[str, Field] = {n: Field(n, t, frozenset(k), g) for n, t, k, g in _SPECS}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from . import layout, names
-from .events import (CgroupEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent,
-                     PrivEvent)
+from .events import (CgroupEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, MmapEvent,
+                     NetEvent, PrivEvent)
 
 _HDR = layout.HEADER_STRUCT
 _HDR_SIZE = layout.sizeof("event_hdr")
@@ -78,9 +78,7 @@ def decode(raw: bytes):
 def _exec(common, flags, b) -> ExecEvent:
     (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, _pad,
      filename, comps, args) = b
-    depth = min(depth, layout.PATH_DEPTH)
-    parts = [text(comps[i * _NAME_LEN:(i + 1) * _NAME_LEN]) for i in range(depth - 1, -1, -1)]
-    exe = "/" + "/".join(p for p in parts if p)   # empty slots are mount crossings
+    exe = _path(comps, depth)
     argv = args[:min(args_len, layout.ARGS_LEN)]
     if argv.endswith(b"\0"):
         argv = argv[:-1]
@@ -96,6 +94,50 @@ def _exec(common, flags, b) -> ExecEvent:
         bool(flags & _F["PREVENTED"]), text(filename),
         tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
         names.fd_kind(m2, r2)))
+
+
+def _path(comps: bytes, depth: int) -> str:
+    """A dentry walk (leaf first, an empty slot for each mount crossed) as a path."""
+    depth = min(depth, layout.PATH_DEPTH)
+    parts = [text(comps[i * _NAME_LEN:(i + 1) * _NAME_LEN]) for i in range(depth - 1, -1, -1)]
+    return "/" + "/".join(p for p in parts if p)
+
+
+_D = layout.DRIFT
+
+
+def mapping_drift(drift: int, detached: bool, fs: str, path: str) -> tuple:
+    """(drift.kind, drift.unknown_reason) from the kernel's DRIFT_* bits, in the order the exec
+    drift stage decides (agent/drift/detector.py): fileless, deleted, tmpfs, new, modified.
+    `modified` here is the kernel's test — copied up and opened for writing since, not found
+    unchanged since — not a comparison of contents."""
+    if detached:
+        memory = drift & _D["MEMFS"] or path.rsplit("/", 1)[-1].startswith("memfd:")
+        return ("fileless" if memory else "deleted"), None
+    if drift & _D["DELETED"]:
+        return "deleted", None
+    if drift & _D["MEMFS"]:
+        return "tmpfs", None
+    if drift & _D["UPPER_ONLY"]:
+        return "new", None
+    if drift & _D["WRITTEN"]:
+        return "modified", None
+    if drift & _D["OTHER_FS"]:
+        return None, f"mapped from a volume ({fs}), not from the image"
+    return None, None
+
+
+def _mmap(common, flags, b) -> MmapEvent:
+    ino, dev, fs_magic, nlink, ovl, drift, prot, mflags, sys_id, fd, depth, comps = b
+    detached = bool(flags & _F["EXE_UNREACHABLE"])
+    path = _path(comps, depth) if depth else ""
+    fs = names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}") if fs_magic else ""
+    kind, reason = mapping_drift(drift, detached, fs, path)
+    return _tnew(MmapEvent, common + (
+        _SYSCALL_NAME.get(sys_id, str(sys_id)), path, ino, names.user_dev(dev) if dev else 0,
+        fs, nlink, bool(flags & _F["TRUNC_PATH"]), detached, bool(ovl & layout.OVL_UPPER),
+        bool(ovl & layout.OVL_LOWER), names.bit_names(prot, names.PROT_FLAGS),
+        names.map_flags(mflags), fd, kind, path, reason, bool(flags & _F["PREVENTED"])))
 
 
 def _fork(common, flags, b) -> ForkEvent:
@@ -190,5 +232,6 @@ def _cgroup(common, flags, b) -> CgroupEvent:
 
 
 _DECODERS = {"exec_event": _exec, "fork_event": _fork, "exit_event": _exit,
+             "mmap_event": _mmap,
              "file_event": _file, "rename_event": _rename, "net_event": _net,
              "priv_event": _priv, "cgroup_event": _cgroup}

@@ -71,6 +71,26 @@ ExecEvent = _event("ExecEvent", (
     ("stderr", "proc.stderr", str),
 ), "exec: a process started a program.")
 
+MmapEvent = _event("MmapEvent", (
+    ("syscall", "event.syscall", str),      # mmap | mprotect | pkey_mprotect | shmat
+    ("path", "file.path", str),             # the mapped file, in the process's namespace
+    ("inode", "file.inode", int),
+    ("dev", "file.dev", int),               # as stat(2) st_dev reports it
+    ("fs", "file.fs", str),                 # overlay, ext4, tmpfs…
+    ("links", "file.links", int),           # hard links left (0: deleted)
+    ("path_truncated", "file.path_truncated", bool),
+    ("detached", "file.detached", bool),    # no path to a root (memfd, SysV segment…)
+    ("upper", "file.upper_layer", bool),    # overlayfs: a copy in the writable layer
+    ("lower", "file.lower_layer", bool),    # overlayfs: in an image layer
+    ("prot", "mmap.prot", tuple),           # PROT_* asked for
+    ("mflags", "mmap.flags", tuple),        # MAP_* (mprotect: the mapping's sharing type)
+    ("fd", "mmap.fd", int),                 # mmap's fd; -1 for mprotect; shmat: segment id
+    ("drift_kind", "drift.kind", Optional[str]),    # new | modified | tmpfs | fileless | deleted
+    ("drift_path", "drift.path", str),      # = file.path
+    ("drift_reason", "drift.unknown_reason", Optional[str]),  # a volume, in an enforced container
+    ("drift_prevented", "drift.prevented", bool),   # killed before the code could run
+), "mmap_exec: code mapped executable from a file that is drift.")
+
 ForkEvent = _event("ForkEvent", (
     ("child_pid", "fork.child_pid", int),
 ), "fork: a new process (threads are not reported).")

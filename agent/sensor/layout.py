@@ -23,7 +23,7 @@ CGROUP_PATH_LEN = 512   # a cgroup's path below its hierarchy's root
 
 # Event kinds. The number is what the kernel writes in hdr.kind; the name is event.kind.
 KINDS = (
-    "exec", "fork", "exit",
+    "exec", "fork", "exit", "mmap_exec",
     "open", "unlink", "rename", "chmod",
     "connect", "accept", "bind", "listen",
     "ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
@@ -32,7 +32,7 @@ KINDS = (
 )
 KIND_ID = {name: i + 1 for i, name in enumerate(KINDS)}
 FAMILIES = {
-    "process": ("exec", "fork", "exit"),
+    "process": ("exec", "fork", "exit", "mmap_exec"),
     "file": ("open", "unlink", "rename", "chmod"),
     "net": ("connect", "accept", "bind", "listen"),
     "priv": ("ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
@@ -52,6 +52,7 @@ SYSCALLS = (
     "setuid", "setreuid", "setresuid", "setfsuid",
     "setgid", "setregid", "setresgid", "setfsgid",
     "memfd_create", "init_module", "finit_module",
+    "mmap", "mprotect", "pkey_mprotect", "shmat",
 )
 SYSCALL_ID = {name: i + 1 for i, name in enumerate(SYSCALLS)}
 
@@ -61,11 +62,22 @@ FLAGS = {
     "TRUNC_PATH2": 1 << 1,   # second path (rename target, mount source) was cut
     "TRUNC_ARGS": 1 << 2,    # argv was longer than ARGS_LEN bytes
     "EXE_UNREACHABLE": 1 << 3,  # the executable's dentry walk hit a detached dentry
-    "PREVENTED": 1 << 4,     # exec: drift prevention killed the program before it ran
+    "PREVENTED": 1 << 4,     # exec, mmap_exec: drift prevention killed the process before
+                             # the program (or the mapped code) ran
 }
 # exec_event.ovl bits: where an overlayfs executable lives
 OVL_UPPER = 1               # it has a copy in the writable (upper) layer
 OVL_LOWER = 2               # it exists in an image (lower) layer
+# Why the kernel holds a file for drift (bpf/process.c drift_of(); mmap_event.drift)
+DRIFT = {
+    "UPPER_ONLY": 1 << 0,   # overlayfs: in the writable layer only, in no image layer
+    "WRITTEN": 1 << 1,      # overlayfs: copied up and opened for writing since, not found
+                            # unchanged by user space since
+    "MEMFS": 1 << 2,        # on tmpfs, ramfs or hugetlbfs (memfds too)
+    "DELETED": 1 << 3,      # no links left
+    "OTHER_FS": 1 << 4,     # enforced container: not on its root overlay, and on no mount
+                            # the configuration allows (drift.allow_exec_from)
+}
 
 _C_TYPES = {"u8": ("unsigned char", "B", 1), "u16": ("unsigned short", "H", 2),
             "u32": ("unsigned int", "I", 4), "s32": ("int", "i", 4),
@@ -113,6 +125,13 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         f"char args[{ARGS_LEN}]",
     )),
     "fork_event": tuple(_f(s) for s in ("u32 child_pid", "u32 child_tid")),
+    # code mapped executable from a file that is drift (mmap/mprotect/pkey_mprotect with
+    # PROT_EXEC, shmat with SHM_EXEC); the file's path is walked like the executable's
+    "mmap_event": tuple(_f(s) for s in (
+        "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 ovl", "u32 drift",
+        "u32 prot", "u32 mflags", "u32 sys", "s32 fd", "u32 depth",
+        f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
+    )),
     "exit_event": tuple(_f(s) for s in ("u32 code", "u32 threads")),
     "file_event": tuple(_f(s) for s in (
         "s64 ret", "s32 fd", "u32 sys", "u32 flags", "u32 mode",
@@ -138,6 +157,7 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
 
 STRUCT_OF_KIND = {
     "exec": "exec_event", "fork": "fork_event", "exit": "exit_event",
+    "mmap_exec": "mmap_event",
     "open": "file_event", "unlink": "file_event", "chmod": "file_event",
     "rename": "rename_event",
     "connect": "net_event", "accept": "net_event", "bind": "net_event", "listen": "net_event",
@@ -232,6 +252,8 @@ def c_header() -> str:
         out.append(f"#define F_{flag} {bit:#x}")
     out.append(f"#define OVL_UPPER {OVL_UPPER}")
     out.append(f"#define OVL_LOWER {OVL_LOWER}")
+    for name, bit in DRIFT.items():
+        out.append(f"#define DRIFT_{name} {bit:#x}")
     out += ["", "enum event_kind {"]
     out += [f"    EV_{k.upper()} = {KIND_ID[k]}," for k in KINDS]
     out += ["};", "", "enum syscall_id {"]

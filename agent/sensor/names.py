@@ -88,6 +88,25 @@ NS_TYPES = (  # CLONE_NEW* bits -> short namespace names
     ("ipc", 0x08000000), ("user", 0x10000000), ("pid", 0x20000000), ("net", 0x40000000),
 )
 UNSHARE_OTHER = (("files", 0x400), ("fs", 0x200), ("sysvsem", 0x40000))
+PROT_FLAGS = (("PROT_READ", 1), ("PROT_WRITE", 2), ("PROT_EXEC", 4), ("PROT_SEM", 8),
+              ("PROT_GROWSDOWN", 0x01000000), ("PROT_GROWSUP", 0x02000000))
+MAP_FLAGS = (  # the sharing type (low bits) first, then the flags mmap(2) lists
+    ("MAP_SHARED_VALIDATE", 3), ("MAP_SHARED", 1), ("MAP_PRIVATE", 2), ("MAP_FIXED", 0x10),
+    ("MAP_ANONYMOUS", 0x20), ("MAP_32BIT", 0x40), ("MAP_GROWSDOWN", 0x100),
+    ("MAP_DENYWRITE", 0x800), ("MAP_EXECUTABLE", 0x1000), ("MAP_LOCKED", 0x2000),
+    ("MAP_NORESERVE", 0x4000), ("MAP_POPULATE", 0x8000), ("MAP_NONBLOCK", 0x10000),
+    ("MAP_STACK", 0x20000), ("MAP_HUGETLB", 0x40000), ("MAP_SYNC", 0x80000),
+    ("MAP_FIXED_NOREPLACE", 0x100000),
+)
+
+
+def map_flags(value: int) -> tuple[str, ...]:
+    """mmap(2) flags: the sharing type (SHARED, PRIVATE, SHARED_VALIDATE) is a 2-bit value."""
+    kind = value & 3
+    head = {1: ("MAP_SHARED",), 2: ("MAP_PRIVATE",), 3: ("MAP_SHARED_VALIDATE",)}.get(kind, ())
+    return head + bit_names(value & ~3, MAP_FLAGS[3:])
+
+
 MEMFD_FLAGS = (("MFD_CLOEXEC", 1), ("MFD_ALLOW_SEALING", 2), ("MFD_HUGETLB", 4),
                ("MFD_NOEXEC_SEAL", 8), ("MFD_EXEC", 0x10))
 

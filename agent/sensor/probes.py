@@ -34,6 +34,56 @@ OPTIONAL_TRACEPOINTS = {
 }
 
 
+# Offsets the mmap_exec probes (bpf/process.c) read beyond agent/sensor/btf.py's OFFSETS and
+# OPTIONAL_OFFSETS. MAPLE: the vma behind an mprotect address (maple tree, 6.1+); without it
+# mprotect and pkey_mprotect are not traced.
+MAPPING_OFFSETS = {
+    "MOUNT_ID": "mount.mnt_id",
+    "MOUNT_NS": "mount.mnt_ns",
+    "VFSMOUNT_FLAGS": "vfsmount.mnt_flags",
+    "VFSMOUNT_SB": "vfsmount.mnt_sb",
+    "DENTRY_INODE": "dentry.d_inode",
+    "PATH_MNT": "path.mnt",
+    "PATH_DENTRY": "path.dentry",
+    "TASK_PERSONALITY": "task_struct.personality",
+}
+MAPPING_OPTIONAL_OFFSETS = {
+    # overlayfs puts a backing file (6.5+) in the vma; its user path is the overlay file
+    "BACKING": {"BACKING_USER_PATH": "backing_file.user_path"},
+    "MAPLE": {
+        "MM_MT_ROOT": "mm_struct.mm_mt.ma_root",
+        "MR64_PIVOT": "maple_range_64.pivot",
+        "MR64_SLOT": "maple_range_64.slot",
+        "MA64_PIVOT": "maple_arange_64.pivot",
+        "MA64_SLOT": "maple_arange_64.slot",
+        "VMA_START": "vm_area_struct.vm_start",
+        "VMA_END": "vm_area_struct.vm_end",
+        "VMA_FLAGS": "vm_area_struct.vm_flags",
+        "VMA_FILE": "vm_area_struct.vm_file",
+    },
+}
+# What a missing optional group leaves untraced. (Without BACKING, on kernels before 6.5, an
+# mprotect of an overlay mapping sees the layer's real file, not the overlay's.)
+OPTIONAL_GROUP_SYSCALLS = {"MAPLE": ("mprotect", "pkey_mprotect")}
+
+
+def mapping_offsets(btf: BTF) -> tuple[dict[str, int], dict[str, str]]:
+    """(constants incl. HAVE_<group>=1, {syscall: why it is not traced}). Raises BTFError
+    for a missing required member."""
+    out = {c: btf.offsetof(p) for c, p in MAPPING_OFFSETS.items()}
+    missing = {}
+    for group, paths in MAPPING_OPTIONAL_OFFSETS.items():
+        try:
+            vals = {c: btf.offsetof(p) for c, p in paths.items()}
+        except BTFError as e:
+            for sc in OPTIONAL_GROUP_SYSCALLS.get(group, ()):
+                missing[sc] = f"not in kernel BTF: {e}"
+            continue
+        out.update(vals)
+        out[f"HAVE_{group}"] = 1
+    return out, missing
+
+
 class SensorError(Exception):
     """The sensor cannot start; the message says what is missing."""
 
@@ -57,7 +107,8 @@ def tracepoint_exists(category: str, name: str) -> bool:
 
 class Sensor:
     def __init__(self, families=("process", "file", "net", "priv"), ring_bytes: int = 16 << 20,
-                 all_processes: bool = False, btf_path: str = BTF_PATH):
+                 all_processes: bool = False, btf_path: str = BTF_PATH,
+                 budget_per_window: int = 2000):
         unknown = set(families) - set(FAMILY_SOURCES)
         if unknown:
             raise SensorError(f"unknown probe families: {', '.join(sorted(unknown))} "
@@ -73,6 +124,8 @@ class Sensor:
         self._watched: set[int] = set()
         self.cgroup_root = ""      # where cgroup2 is mounted (set by the pipeline)
         self._generation = 0
+        self.congested = False
+        self.budget = budget_per_window
 
     # -- start -------------------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -85,8 +138,12 @@ class Sensor:
         try:
             btf = BTF.load(self.btf_path)
             offsets = kernel_offsets(btf)
+            mapping, untraced = mapping_offsets(btf)
         except BTFError as e:
             raise SensorError(f"kernel BTF: {e}") from None
+        offsets.update(mapping)
+        if "process" in self.families:
+            self.unavailable.update(untraced)
         extra, missing = optional_offsets(btf)
         offsets.update(extra)
         for group, why in missing.items():
@@ -144,7 +201,17 @@ class Sensor:
         leaf.all_processes = 1 if self.all_processes else 0
         leaf.generation = self._generation
         leaf.self_tgid = os.getpid()
+        leaf.congested = 1 if self.congested else 0
+        leaf.budget = self.budget
         cfg[ctypes.c_int(0)] = leaf
+
+    def set_congested(self, on: bool) -> None:
+        """User space is (or is no longer) falling behind: containers over their budget
+        shed bulk events in the kernel (bpf/common.h, shed())."""
+        if on != self.congested:
+            self.congested = on
+            if self._bpf is not None:
+                self._write_config()
 
     # -- the watched set ---------------------------------------------------------------
     def watch_cgroup(self, cgroup_id: int) -> None:
@@ -171,6 +238,59 @@ class Sensor:
                 del table[ctypes.c_uint64(cgroup_id)]
             except KeyError:
                 pass
+
+    def set_exec_mounts(self, cgroup_id: int, root_dev: int, mount_ids=()) -> None:
+        """Judge execs and executable mappings in an enforced container against its mounts:
+        anything not on its root overlay (kernel dev_t root_dev) nor on one of mount_ids
+        (mount ids as /proc/PID/mountinfo numbers them) is prevented. Replaces what the
+        container had; the allowed mounts are written first, so the kernel never sees the
+        root without them."""
+        if self._bpf is None or "process" not in self.families:
+            return
+        allow = self._bpf[b"exec_allow"]
+        wanted = set(mount_ids)
+        for mid in wanted:
+            allow[self._mount_key(allow, cgroup_id, mid)] = ctypes.c_uint8(1)
+        stale = [k.mnt_id for k in allow.keys()
+                 if k.cgroup_id == cgroup_id and k.mnt_id not in wanted]
+        self._bpf[b"exec_roots"][ctypes.c_uint64(cgroup_id)] = ctypes.c_uint32(root_dev)
+        for mid in stale:
+            try:
+                del allow[self._mount_key(allow, cgroup_id, mid)]
+            except KeyError:
+                pass
+
+    def clear_exec_mounts(self, cgroup_id: int, mount_ids=()) -> None:
+        if self._bpf is None or "process" not in self.families:
+            return
+        try:
+            del self._bpf[b"exec_roots"][ctypes.c_uint64(cgroup_id)]
+        except KeyError:
+            pass
+        allow = self._bpf[b"exec_allow"]
+        for mid in mount_ids:
+            try:
+                del allow[self._mount_key(allow, cgroup_id, mid)]
+            except KeyError:
+                pass
+
+    def exec_mounts(self, cgroup_id: int) -> tuple[int | None, set[int]]:
+        """(root device, allowed mount ids) the kernel holds for a container."""
+        if self._bpf is None or "process" not in self.families:
+            return None, set()
+        try:
+            root = self._bpf[b"exec_roots"][ctypes.c_uint64(cgroup_id)].value
+        except KeyError:
+            root = None
+        allowed = {k.mnt_id for k in self._bpf[b"exec_allow"].keys()
+                   if k.cgroup_id == cgroup_id}
+        return root, allowed
+
+    @staticmethod
+    def _mount_key(table, cgroup_id: int, mnt_id: int):
+        k = table.Key()
+        k.cgroup_id, k.mnt_id, k.pad = cgroup_id, mnt_id, 0
+        return k
 
     def _inode_key(self, table, ino: int, kdev: int):
         k = table.Key()
@@ -229,13 +349,35 @@ class Sensor:
 
     def drops(self) -> dict[str, int]:
         """Events the kernel could not send (ring full, in-flight table full), per kind."""
+        return self._per_kind(self._bpf[b"drop_counts"])
+
+    @staticmethod
+    def _per_kind(table) -> dict[str, int]:
         out = {}
-        table = self._bpf[b"drop_counts"]
+        size = len(table)
         for kind, kid in layout.KIND_ID.items():
+            if kid >= size:
+                continue
             n = sum(table[ctypes.c_int(kid)])
             if n:
                 out[kind] = n
         return out
+
+    def attached(self, pid: int) -> tuple[int, int] | None:
+        """(cgroup it was moved into, cgroup of the task that moved it) for the last cgroup2
+        move of task `pid` the kernel saw (bpf/task_epoch.c), or None."""
+        try:
+            a = self._bpf[b"attaches"][ctypes.c_uint32(pid)]
+        except (KeyError, TypeError):
+            return None
+        return a.dst_cgroup, a.mover_cgroup
+
+    def shed(self) -> dict[str, int]:
+        """Bulk events shed in the kernel from containers over their budget, per kind."""
+        return self._per_kind(self._bpf[b"shed_counts"])
+
+    def shed_by_cgroup(self) -> dict[int, int]:
+        return {k.value: v.value for k, v in self._bpf[b"shed_cgroups"].items()}
 
     def drops_by_cgroup(self) -> dict[int, int]:
         """Events lost in the kernel, per cgroup id (since start)."""

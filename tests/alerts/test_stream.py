@@ -1,6 +1,9 @@
-"""The gRPC alert stream, over real loopback connections: filters, replay and live with no
-gap and no duplicate, reconnect and restart, a stalled subscriber, TLS and mTLS."""
+"""The gRPC alert stream, over real connections (the unix socket, the default; TCP with
+TLS): filters, replay and live with no gap and no duplicate, reconnect and restart, a
+stalled subscriber, TLS and mTLS, listeners that are refused."""
 import datetime
+import os
+import stat
 import threading
 import time
 
@@ -27,19 +30,27 @@ def rec(i, severity="high", tactic="TA0006", technique="T1003.008", rule="R", ns
 
 
 class Env:
-    def __init__(self, tmp_path, queue=10000, **tls):
+    """A hub and its API on a unix socket (the default listener), or on loopback TCP when
+    TLS options are given."""
+
+    def __init__(self, tmp_path, queue=10000, release_fn=None, queue_bytes=16 << 20, **opts):
         self.dir = str(tmp_path / "journal")
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.dir).open()
-        self.hub = AlertHub(self.journal, queue)
+        self.hub = AlertHub(self.journal, queue, queue_bytes)
+        tcp = "tls_cert" in opts
+        self.target = f"unix://{tmp_path}/api/mamori.sock"
         self.server = ApiServer(self.hub, lambda: (None, None),
                                 lambda: {"node": "n1", "rules_loaded": 3},
-                                listen=["127.0.0.1:0"], **tls)
+                                listen=["127.0.0.1:0"] if tcp else [self.target],
+                                release_fn=release_fn, **opts)
         self.server.start()
         self.port = self.server.ports[0]
+        if tcp:
+            self.target = f"127.0.0.1:{self.port}"
 
     def stub(self, ch=None):
-        return pb_grpc.AlertsStub(ch or grpc.insecure_channel(f"127.0.0.1:{self.port}"))
+        return pb_grpc.AlertsStub(ch or grpc.insecure_channel(self.target))
 
     def close(self):
         self.server.stop(0)
@@ -182,9 +193,11 @@ def test_since_older_than_the_journal_is_said_first(tmp_path):
 
 
 def test_stalled_subscriber_does_not_slow_others_and_is_told(tmp_path):
-    e = Env(tmp_path, queue=1000)
+    # the fast one may take them all; the stalled one is not ended for stalling (that is
+    # tests/alerts/test_stream_limits.py) but told what it missed when it reads again
+    e = Env(tmp_path, queue=200000, queue_bytes=1 << 30, stall_timeout_s=3600)
     try:
-        stalled_stream = e.stub().Subscribe(pb.SubscribeRequest())     # live; never read
+        stalled_stream = e.stub().Subscribe(pb.SubscribeRequest(queue_size=1000))  # never read
         stalled_first = []
 
         def first():
@@ -194,7 +207,7 @@ def test_stalled_subscriber_does_not_slow_others_and_is_told(tmp_path):
                 pass                           # the server stopped before: nothing to keep
         threading.Thread(target=first, daemon=True).start()
         fast = []
-        fast_stream = e.stub().Subscribe(pb.SubscribeRequest(queue_size=200000))
+        fast_stream = e.stub().Subscribe(pb.SubscribeRequest())
         def read_fast():
             try:
                 for a, _ in zip(fast_stream, range(100000)):
@@ -232,7 +245,7 @@ def test_stalled_subscriber_does_not_slow_others_and_is_told(tmp_path):
 
 def test_status_rules_health_and_reflection(env):
     env.hub.publish(rec(1))
-    ch = grpc.insecure_channel(f"127.0.0.1:{env.port}")
+    ch = grpc.insecure_channel(env.target)
     st = pb_grpc.AlertsStub(ch).GetStatus(pb.GetStatusRequest())
     assert (st.node, st.rules_loaded, st.last_sequence, dict(st.alerts_by_severity)) == (
         "n1", 3, 1, {"high": 1})
@@ -287,8 +300,10 @@ def _certs(tmp_path):
     ca_k, other_k = key(), key()
     ca = cert("mamori-test-ca", ca_k, "mamori-test-ca", ca_k, ca=True)
     other = cert("other-ca", other_k, "other-ca", other_k, ca=True)
-    srv_k, cli_k, bad_k = key(), key(), key()
+    srv_k, cli_k, bad_k, adm_k = key(), key(), key(), key()
     return {
+        "admin": write("admin.pem", cert("mamori-admin", adm_k, "mamori-test-ca", ca_k)),
+        "admin_key": write("admin.key", adm_k),
         "ca": write("ca.pem", ca),
         "server": write("server.pem", cert("localhost", srv_k, "mamori-test-ca", ca_k,
                                            san="localhost")),
@@ -311,7 +326,9 @@ def _secure(port, ca, cert=None, key=None):
 
 def test_tls_and_mutual_tls(tmp_path):
     c = _certs(tmp_path)
-    tls = Env(tmp_path / "a", tls_cert=c["server"], tls_key=c["server_key"])
+    # TLS without client certificates is refused on TCP, but on loopback with the escape
+    tls = Env(tmp_path / "a", tls_cert=c["server"], tls_key=c["server_key"],
+              allow_insecure_tcp=True)
     mtls = Env(tmp_path / "b", tls_cert=c["server"], tls_key=c["server_key"],
                tls_client_ca=c["ca"])
     try:
@@ -334,3 +351,192 @@ def test_tls_and_mutual_tls(tmp_path):
     finally:
         tls.close()
         mtls.close()
+
+
+# -- filters that cannot stall anything (issue 20, finding 7) ---------------------------
+
+POD40 = "web-" + "a" * 36                                   # 40 characters
+
+
+def test_pod_regex_is_re2_linear_and_checked(env):
+    redos = env.stub().Subscribe(pb.SubscribeRequest(allow=pb.Matcher(pod_regex="^(.|.)*!$")))
+    plain = env.stub().Subscribe(pb.SubscribeRequest())
+    got_redos = collect(redos, 1, timeout=0.01)
+    while len(env.hub.subscribers) < 2:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    env.hub.publish(rec(1, pod=POD40))
+    assert time.monotonic() - t0 < 0.05                       # publish only enqueues
+    [a] = collect(plain, 1, timeout=5)
+    assert (a.sequence, a.pod.name) == (1, POD40)
+    t0 = time.monotonic()
+    env.hub.publish(rec(2, pod=POD40 + "!"))                  # the pattern does match this
+    assert time.monotonic() - t0 < 0.05
+    time.sleep(0.5)
+    assert [x.sequence for x in got_redos] == [2]
+    for pattern, why in (("a" * 257, "pod_regex is 257 characters long; at most 256 are "
+                                     "allowed"),
+                         (r"(a)\1", "pod_regex is not a valid RE2 pattern: invalid escape "
+                                    "sequence: \\1"),
+                         ("(?=web)", "pod_regex is not a valid RE2 pattern: invalid perl "
+                                     "operator: (?=")):
+        with pytest.raises(grpc.RpcError) as e:
+            list(env.stub().Subscribe(pb.SubscribeRequest(deny=pb.Matcher(pod_regex=pattern)),
+                                      timeout=5))
+        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, why)
+
+
+def test_a_slow_filter_runs_on_its_subscriber_not_in_publish(tmp_path):
+    from agent.alerts.hub import Filter
+    j = Journal(str(tmp_path / "j")).open()
+    hub = AlertHub(j)
+
+    class Slow(Filter):
+        def __call__(self, r):
+            time.sleep(0.2)
+            return True
+    slow = hub.subscribe(Slow())
+    t0 = time.monotonic()
+    for i in range(10):
+        hub.publish(rec(i))
+    assert time.monotonic() - t0 < 0.1                        # not 10 x 0.2 s
+    got = [slow.take(1)[1]["seq"] for _ in range(10)]
+    assert got == list(range(1, 11))
+    j.close()
+
+
+# -- who may connect, and who may Release (finding 10) ----------------------------------
+
+class Releases:
+    """The agent's release(): records who asked; only web-1 was isolated by this node."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, ns, pod, by):
+        self.calls.append((ns, pod, by))
+        if (ns, pod) != ("shop", "web-1"):
+            return "not-isolated", f"{ns}/{pod} was not isolated by the agent on node n1"
+        return "done", "network restored"
+
+
+def _release(stub, ns="shop", pod="web-1"):
+    try:
+        r = stub.Release(pb.ReleaseRequest(namespace=ns, pod=pod), timeout=5)
+        return ("OK", f"{r.status}: {r.detail}")
+    except grpc.RpcError as e:
+        return (e.code().name, e.details())
+
+
+def test_release_on_the_root_only_socket_and_only_what_this_node_isolated(tmp_path):
+    rel = Releases()
+    e = Env(tmp_path, release_fn=rel)
+    try:
+        assert _release(e.stub()) == ("OK", "done: network restored")
+        assert _release(e.stub(), pod="web-2") == (
+            "NOT_FOUND", "shop/web-2 was not isolated by the agent on node n1")
+        assert _release(e.stub(), pod="web-1\x1b[2J") == (
+            "INVALID_ARGUMENT", "not a Kubernetes namespace and pod name: shop/web-1\\x1b[2J")
+        assert rel.calls == [("shop", "web-1", "root (root-only unix socket)"),
+                             ("shop", "web-2", "root (root-only unix socket)")]
+    finally:
+        e.close()
+
+
+def test_a_socket_open_to_a_group_cannot_release_the_admin_socket_can(tmp_path):
+    import grp
+    rel = Releases()
+    admin = f"unix://{tmp_path}/api/admin.sock"
+    e = Env(tmp_path, release_fn=rel, socket_group="nogroup", admin_socket=admin)
+    try:
+        gid = grp.getgrnam("nogroup").gr_gid
+        sock, d = e.target[len("unix://"):], os.path.dirname(e.target[len("unix://"):])
+        assert (_mode(sock), os.stat(sock).st_gid, _mode(d), os.stat(d).st_gid) == (
+            0o660, gid, 0o750, gid)
+        assert (_mode(admin[len("unix://"):]), os.stat(admin[len("unix://"):]).st_gid) == (
+            0o600, 0)
+        assert e.stub().GetStatus(pb.GetStatusRequest(), timeout=5).node == "n1"
+        assert _release(e.stub()) == (
+            "PERMISSION_DENIED",
+            "Release needs an admin identity (root on a root-only unix socket, or a client "
+            "certificate named in api.admin_identities): the unix socket is open to group "
+            f"nogroup: Release needs the root-only socket {admin}")
+        admin_stub = pb_grpc.AlertsStub(grpc.insecure_channel(admin))
+        assert _release(admin_stub) == ("OK", "done: network restored")
+        assert rel.calls == [("shop", "web-1", "root (root-only unix socket)")]
+    finally:
+        e.close()
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_unix_socket_is_0600_in_a_0700_directory_and_never_more_open(tmp_path):
+    e = Env(tmp_path)
+    try:
+        sock = e.target[len("unix://"):]
+        assert (_mode(sock), _mode(os.path.dirname(sock))) == (0o600, 0o700)
+    finally:
+        e.close()
+    assert not os.path.exists(sock)                          # removed at stop
+    # a stale socket is replaced; a directory with other files in it is left as it is
+    os.makedirs(tmp_path / "shared", mode=0o750)
+    (tmp_path / "shared" / "notes.txt").write_text("x")
+    from agent.api.server import ApiError
+    for i in range(2):
+        srv = ApiServer(e.hub, lambda: (None, None), lambda: {},
+                        listen=[f"unix://{tmp_path}/shared/m.sock"])
+        srv.start()
+        assert _mode(tmp_path / "shared" / "m.sock") == 0o600
+        assert _mode(tmp_path / "shared") == 0o750
+        if i == 0:
+            srv.stop(0, remove_sockets=False)               # leaves the socket behind
+        else:
+            srv.stop(0)
+    os.chmod(tmp_path / "shared", 0o777)
+    with pytest.raises(ApiError, match="writable by others"):
+        ApiServer(e.hub, lambda: (None, None), lambda: {},
+                  listen=[f"unix://{tmp_path}/shared/m.sock"])
+    os.chmod(tmp_path / "shared", 0o755)
+    os.chown(tmp_path / "shared", 65534, -1)
+    with pytest.raises(ApiError, match="belongs to uid 65534, not to this agent"):
+        ApiServer(e.hub, lambda: (None, None), lambda: {},
+                  listen=[f"unix://{tmp_path}/shared/m.sock"])
+
+
+@pytest.mark.parametrize("opts,why", [
+    ({"listen": ["127.0.0.1:0"]}, "a TCP listener needs mutual TLS"),
+    ({"listen": ["0.0.0.0:0"], "allow_insecure_tcp": True},
+     "api.allow_insecure_tcp applies to loopback addresses only"),
+    ({"listen": ["unix://relative.sock"]}, "a unix socket needs an absolute path"),
+])
+def test_listeners_without_protection_are_refused(tmp_path, opts, why):
+    from agent.api.server import ApiError
+    j = Journal(str(tmp_path / "j")).open()
+    with pytest.raises(ApiError, match=why):
+        ApiServer(AlertHub(j), lambda: (None, None), lambda: {}, **opts)
+    j.close()
+
+
+def test_mutual_tls_subscribe_for_any_client_release_for_admins_only(tmp_path):
+    c = _certs(tmp_path)
+    rel = Releases()
+    e = Env(tmp_path / "s", release_fn=rel, tls_cert=c["server"], tls_key=c["server_key"],
+            tls_client_ca=c["ca"], admin_identities=["mamori-admin"])
+    try:
+        e.hub.publish(rec(1))
+        user = pb_grpc.AlertsStub(_secure(e.port, c["ca"], c["client"], c["client_key"]))
+        [a] = collect(user.Subscribe(pb.SubscribeRequest(since_sequence=0)), 1)
+        assert a.sequence == 1
+        code, detail = _release(user)
+        assert code == "PERMISSION_DENIED"
+        assert detail.endswith("client certificate 'client' is not in api.admin_identities")
+        admin = pb_grpc.AlertsStub(_secure(e.port, c["ca"], c["admin"], c["admin_key"]))
+        assert _release(admin) == ("OK", "done: network restored")
+        assert _release(admin, pod="web-9") == (
+            "NOT_FOUND", "shop/web-9 was not isolated by the agent on node n1")
+        assert rel.calls == [("shop", "web-1", "certificate 'mamori-admin'"),
+                             ("shop", "web-9", "certificate 'mamori-admin'")]
+    finally:
+        e.close()

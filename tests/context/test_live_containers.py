@@ -1,5 +1,6 @@
 """Context on real runc containers: the sensor, discovery, process tree, container registry
 and pod watch together, as `mamori run` wires them."""
+import os
 import time
 from dataclasses import replace
 
@@ -73,9 +74,10 @@ def cluster(kube_module):
 
 @pytest.fixture(scope="module")
 def standalone():
-    """No API, and no watched parent: containers are found only by discovery."""
+    """No API, and no watched parent: the test bed's containers are found only by discovery,
+    through a glob entry that matches each container cgroup as runc makes it."""
     cfg = config.load(None, {"kubernetes.mode": "off"})
-    cfg = replace(cfg, sensor=replace(cfg.sensor, watched_cgroups=()))
+    cfg = replace(cfg, sensor=replace(cfg.sensor, watched_cgroups=("mamori-test/mamori-*",)))
     pipe = Pipeline(cfg)
     pipe.start()
     yield Feed(pipe)
@@ -139,7 +141,9 @@ def test_runtime_setup_processes_are_labelled(cluster, containers):
     setup = [i for i in cluster.items if i.container is not None
              and i.container.id == c.id and i.event.comm.startswith("runc:[")]
     assert setup, "runc's init ran in the container's cgroup and was seen"
-    assert all(i.runtime_setup for i in setup)
+    assert all(i.runtime_setup for i in setup), [
+        (i.kind, i.event.pid, i.event.ppid, i.event.comm, i.runtime_setup,
+         getattr(cluster.pipe.tree.get(i.event.pid), "origin", None)) for i in setup]
     work = [i for i in cluster.items if i.container is not None and i.container.id == c.id
             and i.kind == "exec"]
     assert work and not any(i.runtime_setup for i in work)
@@ -164,7 +168,8 @@ def test_standalone_names_from_runtime_annotations_and_discovery(standalone, con
     pipe = standalone.pipe
     assert "/mamori-test" not in {p for p in pipe.discovery.parents}
     c = containers(annotations=CRI)
-    # no watched parent: the container is watched once its cgroup_mkdir is seen
+    # no watched parent: the container is watched once its cgroup_mkdir is seen, because
+    # a glob entry covers it
     assert _wait(lambda: c.cgroup_id in pipe.sensor.watched(), standalone)
     c.exec("/bin/true", "standalone")
     item = _exec_of(standalone, c, ["/bin/true", "standalone"])
@@ -172,6 +177,22 @@ def test_standalone_names_from_runtime_annotations_and_discovery(standalone, con
     assert (f["container.id"], f["container.name"], f["container.image"]) == (
         c.id, "api", "ghcr.io/acme/checkout:1.2")
     assert (f["k8s.ns"], f["k8s.pod"]) == ("shop", "checkout-7d9f-x")
+
+
+def test_a_container_no_entry_covers_is_not_watched(standalone, containers):
+    """sensor.watched_cgroups means what it says: a recognisable container cgroup outside
+    every entry is not watched (issue 20, finding 17)."""
+    pipe = standalone.pipe
+    covered = containers()
+    other = containers(name=f"other-{os.getpid()}")          # mamori-test/other-…
+    assert _wait(lambda: covered.cgroup_id in pipe.sensor.watched(), standalone)
+    other.exec("/bin/true", "unwatched")
+    covered.exec("/bin/true", "watched")
+    _exec_of(standalone, covered, ["/bin/true", "watched"])
+    assert other.cgroup_id not in pipe.sensor.watched()
+    assert other.cgroup_id not in pipe.discovery.containers
+    assert pipe.discovery.skipped >= 1
+    assert not [i for i in standalone.items if i.event.cgroup_id == other.cgroup_id]
 
 
 def test_a_stopped_container_leaves_the_watched_map(standalone, containers, tmp_path):

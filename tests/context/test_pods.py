@@ -1,5 +1,8 @@
 """The pod watch against the kube-apiserver double, through the official client."""
 
+import json
+import time
+
 import pytest
 
 from agent.context.pods import PodWatcher, api_client, strip_runtime
@@ -34,6 +37,8 @@ def test_list_maps_containers_to_pods_with_their_deployment(kube, watcher):
     kube.put_pod(_pod(kube, name="elsewhere", cid="d" * 64, node="node-2"))
     watcher.start()
     assert watcher.synced.wait(5)
+    # the Deployment is looked up off the watch thread: known by its ReplicaSet until then
+    assert _wait(lambda: watcher.pod_of_container(CID).owner_kind == "Deployment")
     info = watcher.pod_of_container(CID)
     assert (info.namespace, info.name, info.uid) == ("shop", "checkout-7d9f-x",
                                                     pod["metadata"]["uid"])
@@ -110,6 +115,71 @@ def test_replicaset_without_deployment_stays_a_replicaset(kube, watcher):
     assert watcher.synced.wait(5)
     info = watcher.pod_of_container(CID)
     assert (info.owner_kind, info.owner_name) == ("ReplicaSet", "orphan-rs")
+
+
+# -- bad objects (issue 21, finding 11) ------------------------------------------------
+
+def _refused_by_the_models(kube, name, cid):
+    """A pod whose container status lacks `name` and `ready` (required by the client's
+    V1ContainerStatus: deserializing it raises ValueError)."""
+    pod = _pod(kube, name=name, cid=cid)
+    for cs in pod["status"]["containerStatuses"]:
+        del cs["name"], cs["ready"]
+    return pod
+
+
+def test_one_bad_pod_does_not_cost_the_others_their_context(kube, watcher):
+    from kubernetes import client
+    bad = _refused_by_the_models(kube, "odd", "b" * 64)
+    with pytest.raises(ValueError):  # the client's models refuse it; the API may send it
+        client.ApiClient().deserialize(json.dumps(bad), "V1Pod", "application/json")
+    kube.put_pod(_pod(kube))                                    # a good pod
+    kube.put_pod(bad)                                           # read field by field: kept
+    kube.put_raw_pod(("shop", "nameless"), {"metadata": None, "spec": {"nodeName": NODE}})
+    watcher.start()
+    assert watcher.synced.wait(5)
+    assert watcher.pod_of_container(CID).name == "checkout-7d9f-x"
+    assert watcher.pod_of_container("b" * 64).name == "odd"
+    assert watcher.pod_of_container("b" * 64).containers["b" * 64].name == ""
+    assert (watcher.bad_objects, watcher.errors, watcher.relists) == (1, 0, 1)
+
+
+def test_a_bad_watch_event_is_skipped_once_not_replayed(kube, watcher):
+    watcher.start()
+    assert watcher.synced.wait(5)
+    kube.put_raw_pod(("shop", "x"), {"metadata": None, "spec": {"nodeName": NODE}})
+    kube.put_raw_pod(("shop", "y"), {"kind": "Pod", "metadata": {"name": "y"},
+                                     "spec": {"nodeName": NODE}})      # no uid
+    kube.put_pod(_pod(kube))                                    # and life goes on
+    assert _wait(lambda: watcher.pod_of_container(CID) is not None)
+    assert _wait(lambda: watcher.resource_version == str(kube.rv))
+    time.sleep(1.0)
+    assert (watcher.bad_objects, watcher.errors) == (2, 0)
+    assert len([r for r in kube.requests if r.query.get("watch") == "true"]) == 1
+
+
+def test_owner_lookups_never_hold_the_watch_and_failures_are_cached(kube):
+    w = PodWatcher(api_client("kubeconfig", kube.kubeconfig), NODE, backoff=(0.05,),
+                   watch_timeout=30, owner_retry_s=60)
+    kube.add_workload("shop", "checkout", "checkout-7d9f")
+    kube.stall("GET", r"/replicasets/checkout-7d9f$", 3.0)       # a slow apps API ...
+    kube.fail("GET", r"/replicasets/broken-rs$", 500, times=100)  # ... and a failing one
+    try:
+        w.start()
+        assert w.synced.wait(5)
+        kube.put_pod(_pod(kube, owner=("ReplicaSet", "checkout-7d9f")))
+        assert _wait(lambda: w.pod_of_container(CID) is not None, timeout=1.0)
+        assert w.pod_of_container(CID).owner_kind == "ReplicaSet"      # not waited for
+        for i in range(5):
+            kube.put_pod(_pod(kube, name=f"b-{i}", cid=f"{i}" * 64,
+                              owner=("ReplicaSet", "broken-rs")))
+        assert _wait(lambda: w.pod_of_container("4" * 64) is not None, timeout=2.0)
+        assert _wait(lambda: w.pod_of_container(CID).owner_kind == "Deployment", 6.0)
+        assert len(kube.requests_to("GET", r"/replicasets/broken-rs$")) == 1
+        assert w.pod_of_container("4" * 64).owner_name == "broken-rs"
+        assert w.errors == 0
+    finally:
+        w.stop()
 
 
 def test_standalone_and_client_config(tmp_path, monkeypatch):

@@ -207,3 +207,53 @@ def _wait(pred, feed, timeout=10.0):
 
 def _wait_enforced(feed, c):
     return _wait(lambda: c.cgroup_id in feed.pipe.prevention.enforced, feed)
+
+
+# -- issue 20: the kernel's layer facts decide; files are read safely and boundedly --------
+def test_hard_link_of_an_image_program_is_the_image_and_a_changed_one_modified(detect,
+                                                                              containers):
+    c = containers()
+    c.sh("ln /bin/busybox /root/bb")
+    c.exec("/root/bb", "true", check=False)       # "bb: applet not found", but it ran
+    item = detect.exec_of(c, ["/root/bb", "true"])
+    assert (item.event.exe_upper, item.event.exe_lower) == (True, True)
+    assert item.drift is None                      # compared with its origin: unchanged
+    c.sh("ln /usr/local/bin/probe /root/p && echo >> /root/p")
+    c.exec("/root/p", "traceme", check=False)
+    d = detect.exec_of(c, ["/root/p", "traceme"]).drift
+    assert (d.kind, d.path, d.unknown_reason, d.hash_error) == ("modified", "/root/p", None,
+                                                                 None)
+    assert d.sha256 == _sha(os.path.join(c.upper, "root/p"))
+
+
+def test_a_program_that_deletes_itself_is_new_drift_from_the_kernel_facts(detect, containers,
+                                                                          image):
+    c = containers()
+    c.sh("cp /bin/busybox /tmp/sh")
+    p = c.popen("/tmp/sh", "-c", "rm /tmp/sh; sleep 5")
+    try:
+        d = detect.exec_of(c, ["/tmp/sh", "-c", "rm /tmp/sh; sleep 5"]).drift
+        assert (d.kind, d.path, d.script, d.unknown_reason) == ("new", "/tmp/sh", False, None)
+        assert (d.size, d.sha256, d.hash_error) == (
+            os.path.getsize(image + "/bin/busybox"), _sha(image + "/bin/busybox"), None)
+    finally:
+        p.kill()
+
+
+def test_an_oversized_or_fifo_script_is_reported_without_reading_it(detect, containers):
+    c = containers()
+    c.sh("printf 'sleep 5\\n' > /tmp/big.sh && truncate -s 1099511627776 /tmp/big.sh && "
+         "mkfifo /tmp/f.sh")
+    p = c.popen("/bin/sh", "/tmp/big.sh")
+    q = c.popen("/bin/sh", "/tmp/f.sh")
+    try:
+        d = detect.exec_of(c, ["/bin/sh", "/tmp/big.sh"]).drift
+        assert (d.kind, d.path, d.script, d.size, d.sha256, d.hash_error) == (
+            "new", "/tmp/big.sh", True, 1 << 40, None,
+            "larger than 64 MiB (drift.hash_max_bytes), not hashed")
+        d = detect.exec_of(c, ["/bin/sh", "/tmp/f.sh"]).drift
+        assert (d.kind, d.path, d.size, d.sha256, d.hash_error) == (
+            "new", "/tmp/f.sh", None, None, "not a regular file (fifo)")
+    finally:
+        p.kill()
+        q.kill()

@@ -6,6 +6,8 @@
  *   probe memfd NAME           memfd_create(NAME) and exit
  *   probe memfd-exec ARGS...   copy /bin/busybox into a memfd and execute it from there
  *   probe touch PATH           create PATH (the first thing a program would do)
+ *   probe map-exec PATH        mmap PATH executable (what a loader does with a library)
+ *   probe memfd-map            mmap a fresh memfd executable (code loaded from memory)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -76,6 +78,20 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
         execve(path, argv + 2, environ);
         return 127;
+    }
+    if (!strcmp(argv[1], "map-exec") && argc > 2) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0)
+            return 1;
+        void *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        return p == MAP_FAILED;
+    }
+    if (!strcmp(argv[1], "memfd-map")) {
+        int fd = memfd_create("payload", 0);
+        if (fd < 0 || ftruncate(fd, 4096) < 0)
+            return 1;
+        void *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+        return p == MAP_FAILED;
     }
     if (!strcmp(argv[1], "touch") && argc > 2) {
         int fd = open(argv[2], O_WRONLY | O_CREAT, 0644);

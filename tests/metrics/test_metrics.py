@@ -1,5 +1,6 @@
 """Metrics and health of a running agent (in-process): values move as real events, drops
-and alerts happen; readiness only once probes and rules are in place."""
+and alerts happen; readiness only once probes and rules are in place; /healthz fails when a
+pipeline stage is dead or stalled, and a batch that raises is survived."""
 import threading
 import time
 import urllib.error
@@ -36,12 +37,12 @@ def _metric(text, name, **labels):
     return 0.0
 
 
-def _agent(tmp_path, ring=16 << 20):
+def _agent(tmp_path, ring=16 << 20, **overrides):
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE)
     cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [],
                              "alerts.journal_dir": str(tmp_path / "j"),
-                             "metrics.listen": "127.0.0.1:0"})
+                             "metrics.listen": "127.0.0.1:0", **overrides})
     cfg = replace(cfg, sensor=replace(cfg.sensor, ring_bytes=ring))
     records = []
     return Agent(cfg, [str(rules)], outputs=[records.append]), records
@@ -98,5 +99,78 @@ def test_kernel_drops_are_counted_and_raise_an_alert_naming_the_container(tmp_pa
         assert c.id in [x["container"] for x in a["fields"]["lost.containers"]]
         _, text = _get(agent.health.port, "/metrics")
         assert _metric(text, "mamori_events_lost_total", kind="open", where="kernel") > 0
+    finally:
+        agent.stop()
+
+
+def _until(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_bad_batch_is_survived_and_healthz_tells_a_stalled_or_dead_evaluator(tmp_path,
+                                                                            containers):
+    agent, records = _agent(tmp_path, **{"metrics.stall_after_s": 1})
+    agent.start()
+    try:
+        port = agent.health.port
+        assert _get(port, "/healthz") == (200, "ok\n")
+        c = containers()
+        real = agent.pipeline.process
+        raised = []
+
+        def bad_once(batch):                  # one batch whose handling raises
+            if not raised:
+                raised.append(len(batch))
+                raise RuntimeError("a record nobody expected")
+            return real(batch)
+        agent.pipeline.process = bad_once
+        c.sh("cat /etc/hostname > /dev/null")
+        assert _until(lambda: raised)
+        c.sh("cat /etc/hostname > /dev/null")
+        assert _until(lambda: any(r["rule"] == "Hostname read" for r in records)), \
+            "the evaluator did not go on after a batch raised"
+        _, text = _get(port, "/metrics")
+        assert _metric(text, "mamori_stage_errors_total", stage="evaluator") == 1
+        assert _get(port, "/healthz") == (200, "ok\n")
+
+        gate = threading.Event()
+
+        def stuck(batch):                     # a batch that takes forever (a FIFO, 1 TiB…)
+            gate.wait(30)
+            return real(batch)
+        agent.pipeline.process = stuck
+        for _ in range(3):
+            c.sh("cat /etc/hostname > /dev/null")
+        assert _until(lambda: _get(port, "/healthz")[0] == 503)
+        code, body = _get(port, "/healthz")
+        assert body.startswith("the evaluator is stalled: one batch has taken 1.")
+        assert body.endswith(" batches waiting)\n")
+        _, text = _get(port, "/metrics")
+        assert _metric(text, "mamori_healthy") == 0
+        assert _metric(text, "mamori_stage_idle_seconds", stage="evaluator") > 1
+        agent.pipeline.process = real
+        gate.set()
+        assert _until(lambda: _get(port, "/healthz") == (200, "ok\n"))
+
+        check = agent.engine.changed           # stuck between batches (the periodic check)
+        agent.engine.changed = lambda: gate.clear() or gate.wait(30) or check()
+        assert _until(lambda: not gate.is_set())
+        for _ in range(3):
+            c.sh("cat /etc/hostname > /dev/null")
+        assert _until(lambda: _get(port, "/healthz")[1].startswith(
+            "the evaluator is stalled: no progress for 1."))
+        assert _get(port, "/healthz")[1].endswith(" batches wait\n")
+        agent.engine.changed = check
+        gate.set()
+        assert _until(lambda: _get(port, "/healthz") == (200, "ok\n"))
+
+        agent.queue.put(None)                 # the evaluator thread ends
+        assert _until(lambda: _get(port, "/healthz") == (
+            503, "the evaluator thread is not running\n"))
     finally:
         agent.stop()

@@ -137,6 +137,12 @@ CASES = {
     "Drift - script not from the image run": (
         "echo 'echo hi' > /tmp/s.sh && sh /tmp/s.sh", "sh -c 'echo hi'", None),
     "Drift - fileless program run": ("probe memfd-exec true", "probe memfd x", None),
+    "Drift - code not from the image mapped executable": (
+        "cp /bin/busybox /tmp/lib.so && probe map-exec /tmp/lib.so",
+        "probe map-exec /bin/busybox", None),
+    "Drift - fileless code mapped executable": ("probe memfd-map", "probe memfd x", None),
+    "Drift - program or script of unknown origin run": (
+        "echo true > /dev/shm/x.sh && sh /dev/shm/x.sh", "sh -c true", None),
     "Drift - program run from tmpfs or shared memory": (
         "cp /bin/busybox /dev/shm/x && /dev/shm/x true", "cp /bin/busybox /dev/shm/y", None),
     "Drift - deleted program run": (

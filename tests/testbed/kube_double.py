@@ -82,7 +82,7 @@ def _selector_match(obj: dict, field_sel: str | None, label_sel: str | None) -> 
             if (cur == val) == neg:
                 return False
     if label_sel:
-        labels = obj.get("metadata", {}).get("labels") or {}
+        labels = (obj.get("metadata") or {}).get("labels") or {}
         for term in label_sel.split(","):
             term = term.strip()
             if "!=" in term:
@@ -253,6 +253,16 @@ class KubeDouble:
             self.pod_log.append((self.rv, kind, copy.deepcopy(pod)))
             self._lock.notify_all()
             return pod
+
+    def put_raw_pod(self, key: tuple[str, str], obj, kind: str = "ADDED") -> None:
+        """Store and announce an object as given, however malformed (for the tests of what
+        the agent does with a pod the client's models would refuse). It matches the node
+        field selector `node` through obj["spec"]["nodeName"] when there is one."""
+        with self._lock:
+            self._next_rv()
+            self.pods[key] = copy.deepcopy(obj)
+            self.pod_log.append((self.rv, kind, copy.deepcopy(obj)))
+            self._lock.notify_all()
 
     def remove_pod(self, namespace: str, name: str) -> dict | None:
         with self._lock:
@@ -475,7 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
             while True:
                 with k._lock:
                     pending = [(rv, t, o) for rv, t, o in k.pod_log if rv > since
-                               and (ns is None or o["metadata"]["namespace"] == ns)
+                               and (ns is None or
+                                    ((o.get("metadata") or {}).get("namespace") == ns))
                                and _selector_match(o, q.get("fieldSelector"),
                                                    q.get("labelSelector"))]
                     if not pending:

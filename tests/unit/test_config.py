@@ -42,7 +42,7 @@ def test_every_error_is_reported_with_its_line(tmp_path):
         f"{p}:4: sensor.families: unknown disk (known: process, file, net, priv)",
         f"{p}:3: sensor.ring_bytes: expected a size such as 16Mi, not 'lots'",
         f"{p}:5: sensor.poll_interval_ms: must be an integer from 1 to 1000",
-        f"{p}:7: output.kinds: unknown kind 'teleport' (kinds: exec, fork, exit, open, "
+        f"{p}:7: output.kinds: unknown kind 'teleport' (kinds: exec, fork, exit, mmap_exec, open, "
         "unlink, rename, chmod, connect, accept, bind, listen, ptrace, mount, umount, "
         "unshare, setns, setuid, setgid, memfd, module, cgroup_mkdir, cgroup_rmdir; families: "
         "process, file, net, priv, cgroup)",

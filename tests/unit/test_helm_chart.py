@@ -1,8 +1,9 @@
 """deploy/helm/mamori: `helm template` (the real helm, scripts/fetch_helm.sh) renders the same
-objects as the plain manifests with the default values; every value a user tunes lands
-where the agent reads it, renders objects that validate strictly against the Kubernetes
-schemas, and a configuration and policy the agent itself accepts; bad values are refused
-by the chart's schema with a message naming the value."""
+objects as the plain manifests with the default values (and the image digest the plain
+manifests name); every value a user tunes lands where the agent reads it, renders objects
+that validate strictly against the Kubernetes schemas, and a configuration and policy the
+agent itself accepts; bad values are refused by the chart's schema with a message naming
+the value."""
 import os
 import subprocess
 
@@ -18,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHART = os.path.join(ROOT, "deploy", "helm", "mamori")
 HELM = os.path.join(ROOT, ".tools", "bin", "helm")
 HASH = "mamori.io/config-hash"
+DIGEST = "sha256:" + "0" * 64          # the placeholder of the plain manifests
 
 
 def helm(*args, check=True):
@@ -38,7 +40,7 @@ def render(*sets, namespace="mamori"):
 
 def plain():
     objs = {}
-    for name in ("manifests/mamori.yaml", "rbac.yaml"):
+    for name in ("manifests/mamori.yaml", "rbac.yaml", "admission-policy.yaml"):
         with open(os.path.join(ROOT, "deploy", name)) as f:
             for o in yaml.safe_load_all(f):
                 if o:
@@ -80,7 +82,7 @@ def test_chart_lints():
 
 
 def test_default_values_render_exactly_the_plain_manifests():
-    chart, manifests = render("namespace.create=true"), plain()
+    chart, manifests = render("namespace.create=true", f"image.digest={DIGEST}"), plain()
     assert sorted(chart) == sorted(manifests)
     # helm install --create-namespace makes the namespace; by default the chart does not
     assert sorted(render()) == sorted(k for k in manifests if k[0] != "Namespace")
@@ -88,6 +90,9 @@ def test_default_values_render_exactly_the_plain_manifests():
         assert normalised(chart[key]) == normalised(manifests[key]), key
     ann = chart[("DaemonSet", "mamori")]["spec"]["template"]["metadata"]["annotations"]
     assert len(ann[HASH]) == 16
+    # without a digest, by tag
+    assert container(render())["image"] == "ghcr.io/mamori/mamori:0.1.0"
+    assert container(chart)["image"] == f"ghcr.io/mamori/mamori:0.1.0@{DIGEST}"
 
 
 def test_the_release_namespace_is_used_everywhere():
@@ -95,10 +100,16 @@ def test_the_release_namespace_is_used_everywhere():
     assert objs[("Namespace", "security")]["metadata"]["name"] == "security"
     namespaced = [o for (kind, _), o in objs.items()
                   if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding",
-                                  "PriorityClass")]
-    assert len(namespaced) == 6
+                                  "PriorityClass", "ValidatingAdmissionPolicy",
+                                  "ValidatingAdmissionPolicyBinding")]
+    assert len(namespaced) == 7
     assert {o["metadata"]["namespace"] for o in namespaced} == {"security"}
     assert objs[("ClusterRoleBinding", "mamori")]["subjects"][0]["namespace"] == "security"
+    # the admission policies name the agent's service account in the release namespace
+    for name in ("mamori-agent-pods", "mamori-agent-creates"):
+        [cond] = objs[("ValidatingAdmissionPolicy", name)]["spec"]["matchConditions"]
+        assert cond["expression"] == \
+            "request.userInfo.username == 'system:serviceaccount:security:mamori'"
     assert ("Namespace", "security") not in render("namespace.create=false",
                                                    namespace="security")
 
@@ -123,7 +134,8 @@ TUNED = [
     "api.port=6000",
     "api.tls.enabled=true",
     "api.tls.secretName=agent-tls",
-    "api.tls.mutual=true",
+    "api.adminIdentities={ops-admin}",
+    "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
     "metrics.port=9100",
     "resources.limits.memory=1Gi",
     "priorityClass.name=system-node-critical",
@@ -151,7 +163,14 @@ def test_every_tuned_value_lands_where_the_agent_reads_it(tmp_path):
     assert cfg.api.listen == ("unix:///run/mamori/mamori.sock", "0.0.0.0:6000")
     assert (cfg.api.tls_cert, cfg.api.tls_key, cfg.api.tls_client_ca) == (
         "/etc/mamori/tls/tls.crt", "/etc/mamori/tls/tls.key", "/etc/mamori/tls/ca.crt")
-    assert cfg.metrics.listen == "0.0.0.0:9100"
+    assert cfg.api.admin_identities == ("ops-admin",)
+    assert cfg.metrics.listen == "127.0.0.1:9100"       # the file; the pod IP comes from:
+    [agent] = objs[("DaemonSet", "mamori")]["spec"]["template"]["spec"]["containers"]
+    assert agent["args"][-2:] == ["--metrics-listen", "$(POD_IP):9100"]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP",
+                                                          "apiVersion": "v1"}}} in agent["env"] \
+        or {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} \
+        in agent["env"]
     assert cfg.drift.prevent_namespaces == ("payments",)
     assert cfg.log_level == "debug"
     pol = load_policy(str(tmp_path / "mamori-policy" / "policy.yaml"))
@@ -173,6 +192,13 @@ def test_every_tuned_value_lands_where_the_agent_reads_it(tmp_path):
     svc = objs[("Service", "mamori")]["spec"]
     assert {p["name"]: p["port"] for p in svc["ports"]} == {"grpc": 6000, "metrics": 9100}
     assert c["resources"]["limits"]["memory"] == "1Gi"
+    # the TCP listener is on: its port may be reached from the clients NetworkPolicy names
+    np = objs[("NetworkPolicy", "mamori")]["spec"]
+    assert np["ingress"][1] == {
+        "from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+            "mamori.io/client": "true"}}}],
+        "ports": [{"port": "grpc", "protocol": "TCP"}]}
+    assert np["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.0.0.10/32"}}]
     assert {"name": "tls", "mountPath": "/etc/mamori/tls", "readOnly": True} \
         in c["volumeMounts"]
     assert {"name": "tls", "secret": {"secretName": "agent-tls"}} in ds["volumes"]
@@ -194,7 +220,42 @@ def test_runtime_state_dirs_become_read_only_host_mounts():
     assert {"name": "run-crio", "hostPath": {"path": "/run/crio"}} in ds["volumes"]
 
 
+def test_grpc_is_off_tcp_unless_mutual_tls_is_on():
+    objs = render()
+    c = container(objs)
+    assert [p["name"] for p in c["ports"]] == ["metrics"]
+    assert [p["name"] for p in objs[("Service", "mamori")]["spec"]["ports"]] == ["metrics"]
+    assert [r["ports"] for r in objs[("NetworkPolicy", "mamori")]["spec"]["ingress"]] == [
+        [{"port": "metrics", "protocol": "TCP"}]]
+    cfg = yaml.safe_load(objs[("ConfigMap", "mamori-config")]["data"]["mamori.yaml"])
+    assert cfg["api"] == {"listen": ["unix:///run/mamori/mamori.sock"]}
+
+
+def test_the_security_context_and_what_can_be_turned_off():
+    c = container(render())
+    assert c["securityContext"] == {
+        "privileged": False, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"},
+        "capabilities": {"drop": ["ALL"], "add": [
+            "BPF", "PERFMON", "SYS_ADMIN", "SYS_RESOURCE", "SYS_PTRACE", "NET_ADMIN", "KILL",
+            "DAC_READ_SEARCH"]}}
+    local = render("seccompProfile.type=Localhost",
+                   "seccompProfile.localhostProfile=profiles/mamori.json")
+    assert container(local)["securityContext"]["seccompProfile"] == {
+        "type": "Localhost", "localhostProfile": "profiles/mamori.json"}
+    off = render("admissionPolicy.enabled=false", "networkPolicy.enabled=false")
+    assert not [k for k in off if k[0] in ("ValidatingAdmissionPolicy",
+                                           "ValidatingAdmissionPolicyBinding",
+                                           "NetworkPolicy")]
+
+
 @pytest.mark.parametrize("value, message", [
+    ("api.tls.mutual=true", "Additional property mutual is not allowed"),
+    ("image.digest=latest", "image.digest: Does not match pattern"),
+    ("policy.protected_labels.x=y", "Additional property protected_labels is not allowed"),
+    ("policy.unknown_pod=maybe", 'policy.unknown_pod must be one of the following: "act", '
+                                 '"wait"'),
+    ("seccompProfile.type=Localhost", "localhostProfile is required"),
     ("policy.mode=kill", 'policy.mode must be one of the following: "enforce", "audit"'),
     ("api.port=70000", "api.port: Must be less than or equal to 65535"),
     ("sensor.ringBytes=lots", "sensor.ringBytes: Does not match pattern"),

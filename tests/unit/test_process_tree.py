@@ -93,9 +93,87 @@ def test_bounded_size_evicts_exited_first():
     assert t.evicted == 2
 
 
-def test_runtime_setup_processes_are_recognised():
-    assert ProcessTree.is_runtime_setup(None, "runc:[2:INIT]")
-    assert ProcessTree.is_runtime_setup(None, "runc:[1:CHILD]")
-    assert not ProcessTree.is_runtime_setup(None, "sh")
-    p = read_proc(os.getpid())
-    assert not ProcessTree.is_runtime_setup(p)
+class _C:
+    def __init__(self, id):
+        self.id = id
+
+
+def _container_of(table):
+    """container_of(cgroup_id, pid) over a fixed cgroup -> container id table."""
+    return lambda cg, pid: _C(table[cg]) if cg in table else None
+
+
+def _proc(t, pid, ppid, cg, origin):
+    from agent.context.process_tree import Proc
+    p = Proc(pid, ppid, cgroup_id=cg, origin=origin)
+    t._put(p)
+    return p
+
+
+def test_runtime_setup_is_decided_by_where_the_parent_is_not_by_names():
+    t = ProcessTree()
+    of = _container_of({50: "ctr"})
+    host = _proc(t, 100, 1, 9, "proc")             # runc on the host, cgroup 9
+    init = _proc(t, 101, 100, 50, "proc")          # its init, already in the container
+    init.comm = "sh"                               # the name says nothing either way
+    assert t.runtime_setup(init, 100, "ctr", of) is True
+    t.apply(fork(101, 102))                        # runc:[1:CHILD] etc. inherit it
+    assert t.runtime_setup(t.get(102), 101, "ctr", of) is True
+    t.on_exec_in(t.get(102), "ctr")                # the workload's first program
+    assert t.runtime_setup(t.get(102), 100, "ctr", of) is False
+    t.apply(fork(102, 103))                        # everything it forks is the workload
+    assert t.runtime_setup(t.get(103), 102, "ctr", of) is False
+    assert host.setup is None
+
+
+def test_a_workload_cannot_make_itself_setup():
+    t = ProcessTree()
+    of = _container_of({50: "ctr"})
+    shell = _proc(t, 200, 1, 50, "proc")
+    t.on_exec_in(shell, "ctr")
+    shell.comm = "runc:[2:INIT]"                   # printf 'runc:[2:INIT]' >/proc/self/comm
+    shell.exe = "/root/runc"                       # or run a binary saved as runc
+    assert t.runtime_setup(shell, 1, "ctr", of) is False
+    # a child whose fork event was lost is read from /proc: its parent is in the container
+    lost = _proc(t, 201, 200, 50, "proc")
+    lost.comm = "runc"
+    assert t.runtime_setup(lost, 200, "ctr", of) is False
+    # an unknown parent is no reason to trust it
+    orphan = _proc(t, 202, 99999999, 50, "proc")
+    assert t.runtime_setup(orphan, 99999999, "ctr", of) is False
+
+
+def test_processes_older_than_the_agent_are_the_workload():
+    t = ProcessTree()
+    of = _container_of({50: "ctr"})
+    _proc(t, 300, 1, 9, "proc")
+    pid1 = _proc(t, 301, 300, 50, "scan")          # the container's init, from the scan
+    assert t.runtime_setup(pid1, 300, "ctr", of) is False
+
+
+def test_a_process_moved_in_from_another_container_is_decided_again():
+    t = ProcessTree()
+    of = _container_of({50: "a", 60: "b"})
+    _proc(t, 400, 1, 50, "proc")
+    p = _proc(t, 401, 400, 50, "fork")
+    assert t.runtime_setup(p, 400, "a", of) is False
+    p.cgroup_id = 60                               # forked in a, seen now in b
+    assert t.runtime_setup(p, 400, "b", of) is True
+
+
+def test_the_kernels_record_of_who_moved_a_process_decides_first():
+    t = ProcessTree()
+    of = _container_of({50: "ctr", 51: "ctr"})
+    moves = {500: (50, 9),          # runc on the host (cgroup 9) moved it in
+             501: (51, 50)}         # a process of the container moved itself to a child
+    init = _proc(t, 500, 1, 50, "proc")
+    assert t.runtime_setup(init, 1, "ctr", of, moves.get) is True
+    moved_itself = _proc(t, 501, 1, 51, "proc")
+    assert t.runtime_setup(moved_itself, 1, "ctr", of, moves.get) is False
+    # the kernel saw the move but into another container's cgroup: not this one's setup
+    elsewhere = _proc(t, 502, 1, 50, "proc")
+    assert t.runtime_setup(elsewhere, 1, "ctr", of, {502: (77, 9)}.get) is False
+    # a process gone before its events were read is made from the event, then decided
+    gone = t.lookup_event(fork(99999998, 99999997))
+    assert (gone.pid, gone.origin, gone.comm) == (99999998, "proc", "c")
+    assert t.runtime_setup(gone, 1, "ctr", of, {99999998: (50, 9)}.get) is True

@@ -61,8 +61,13 @@ class AlertsServicer:
 
     def Subscribe(self, request, context):
         """Matching alerts after since_sequence from the journal, then live ones, with no gap and
-        no duplicate at the seam. Notices (missed alerts, journal too short) arrive in-stream
-        as an Alert whose `notice` is set and whose sequence is 0.
+        no duplicate at the seam. Notices (missed alerts, journal too short, a queue smaller
+        than asked for) arrive in-stream as an Alert whose `notice` is set and whose sequence
+        is 0. RESOURCE_EXHAUSTED: more streams than api.max_streams (in all) or
+        api.max_streams_per_client (this client) would be open; or, at the end of a stream,
+        its client had not read for api.stall_timeout_s: the status details and the trailing
+        metadata `mamori-notice-bin` (a StreamNotice with `stalled`) say from which sequence
+        to resume.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,7 +86,10 @@ class AlertsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """Undo an isolation: the node-local network block and the quarantine label.
+        """Undo an isolation: the node-local network block and the quarantine label. Needs an
+        admin identity — root on a root-only unix socket, or a client certificate named in
+        api.admin_identities — else PERMISSION_DENIED; only a pod this node isolated, else
+        NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
