@@ -27,8 +27,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ..context.containers import read_mountinfo
-
 log = logging.getLogger("mamori.drift")
 
 
@@ -112,10 +110,11 @@ class MountResolver:
         when there is nothing to do."""
         if cgroup_id not in self.waiting:
             return None
-        lines = read_mountinfo(pid)
-        if lines is None:
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                mounts = parse_mountinfo(f.read().splitlines())
+        except OSError:
             return None                           # gone: the next event will do
-        mounts = parse_mountinfo(lines)
         top = root_mount(mounts)
         if top is None:
             return None
