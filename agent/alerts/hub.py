@@ -130,6 +130,10 @@ class Subscriber:
         self.live_from = 0
         self.missed = 0
         self.first_missed = 0
+        self.last_missed = 0
+        # with the last ('missed', …) poll()ed: every record up to it was taken before or is
+        # counted in that notice (the queue is in order, so all before its head were)
+        self.missed_upto = 0
         self.sent = 0
         self.dropped = 0
         self.skipped_upto = 0           # the last record its filter refused (poll)
@@ -144,6 +148,7 @@ class Subscriber:
                 if not self.missed:
                     self.first_missed = rec["seq"]
                 self.missed += 1
+                self.last_missed = rec["seq"]
                 self.dropped += 1
                 return
             self.queue.append((rec, size))
@@ -157,6 +162,8 @@ class Subscriber:
         """Under the lock: ('missed', …), ('rec', record), or None when nothing is queued."""
         if self.missed and (not self.queue or self.queue[0][0]["seq"] > self.first_missed):
             out = ("missed", (self.missed, self.first_missed))
+            self.missed_upto = (self.queue[0][0]["seq"] - 1 if self.queue
+                                else self.last_missed)
             self.missed = 0
             return out
         if not self.queue:

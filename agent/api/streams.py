@@ -219,6 +219,7 @@ class Stream:
                             f"was full; counted before its filter); subscribe again with "
                             f"since_sequence={resume - 1} to get the matching ones from "
                             f"the journal")))
+                self.position = max(self.position, sub.missed_upto)
             else:
                 await self.write(to_proto(item[1]), item[1]["seq"])
 

@@ -292,6 +292,7 @@ def test_a_queue_is_bounded_by_the_bytes_of_its_alerts(tmp_path):
     got = [sub.take(0) for _ in range(n + 1)]
     assert [g[1]["seq"] for g in got[:-1]] == list(range(1, n + 1))
     assert got[-1] == ("missed", (5000 - n, n + 1))        # how many, and from where
+    assert sub.missed_upto == 5000                         # and that it covers the rest
     assert sub.bytes == 0
     big = hub.subscribe(Filter())            # one alert larger than the whole budget
     hub.publish(rec(9, args=("x" * (128 << 10),)))

@@ -135,6 +135,15 @@ def run_status(cmd: DocCommand, bed: Bed) -> None:
     assert "events lost     none" in lines, lines
 
 
+def accept_and_close(srv: socket.socket) -> None:
+    """Answer every connection (so that `nc` succeeds) until the socket is closed."""
+    while True:
+        try:
+            srv.accept()[0].close()
+        except OSError:             # closed by the test: done
+            return
+
+
 def run_release(cmd: DocCommand, bed: Bed) -> None:
     agent = bed.agent()
     pod = f"iso-{bed.n()}"
@@ -148,8 +157,7 @@ def run_release(cmd: DocCommand, bed: Bed) -> None:
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
     port = srv.getsockname()[1]
-    threading.Thread(target=lambda: [srv.accept()[0].close() for _ in iter(int, 1)],
-                     daemon=True).start()
+    threading.Thread(target=accept_and_close, args=(srv,), daemon=True).start()
     c = bed.pods.start("quarantine", pod)
 
     def reaches() -> bool:
