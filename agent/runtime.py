@@ -24,13 +24,15 @@ from .alerts.journal import Journal
 from .config import Config
 from .pipeline import Pipeline
 from .rules.engine import RuleEngine
+from .sensor import ring
 
 log = logging.getLogger("mamori.runtime")
 
 
 class Agent:
     def __init__(self, cfg: Config, rule_paths, outputs=(), extra_watch=(),
-                 queue_batches: int = 4096, reload_check_s: float = 1.0):
+                 queue_batches: int = 4096, reload_check_s: float = 1.0,
+                 queue_events: int = 1 << 17):
         self.cfg = cfg
         self.node = cfg.resolved_node_name()
         self.engine = RuleEngine(rule_paths)
@@ -45,6 +47,11 @@ class Agent:
         self.started = time.monotonic()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
+        # the queue is bounded in records as well as batches (the poller takes all the ring
+        # holds, so a batch can be large): at most queue_events, ~45 MB of open records
+        self.queue_events = queue_events
+        self._queued_in = 0                   # records put (the poller's count)
+        self._queued_out = 0                  # records taken (the evaluator's count)
         self.alerts = Counter()               # per rule
         self.alerts_by_rule = Counter()       # per (rule, severity)
         self.probes_attached = False
@@ -62,7 +69,7 @@ class Agent:
         self._cgroup_shed: dict[int, int] = {}
         self._queue_drops_by_cgroup: Counter = Counter()
         self.congestions = 0                  # times the kernel was told we fall behind
-        self._ring_quarter = max(1, cfg.sensor.ring_bytes // 4 // 512)  # ~records per quarter
+        self._ring_quarter_bytes = self.pipeline.sensor.ring_pages * ring.PAGE // 4
         # liveness: when each thread last made progress (monotonic), when the evaluator
         # began the batch it is in (0: between batches), what raised and was survived
         self.heartbeat = {"poller": 0.0, "evaluator": 0.0}
@@ -241,25 +248,33 @@ class Agent:
     def _poll_once(self) -> None:
         """Move what the ring holds onto the queue; never block: drop and count instead
         (per container: the record's header carries its cgroup id). Tell the kernel when
-        we fall behind — the queue half full, or a quarter of the ring read in one poll —
-        so that flooding containers shed bulk events there (bpf/common.h, shed())."""
+        we fall behind — the queue half full (in records or in batches), or the ring
+        a quarter full when we come to it — so that flooding containers shed bulk events
+        there (bpf/common.h, shed())."""
         sensor = self.pipeline.sensor
+        pending = sensor.ring_pending()            # bytes, before this poll takes them
         batch = sensor.poll_raw()
+        if pending is None:                        # bcc's reader: judge by the batch
+            pending = len(batch) * 512
         q = self.queue
+        queued = self._queued_in - self._queued_out
         if batch:
-            try:
-                q.put_nowait(batch)
-            except queue.Full:
+            if queued + len(batch) <= self.queue_events and not q.full():
+                q.put_nowait(batch)              # only this thread puts: room is still there
+                self._queued_in += len(batch)
+                queued += len(batch)
+            else:
                 self.queue_drops += len(batch)
                 lost = self._queue_drops_by_cgroup
                 for rec in batch:
                     if len(rec) >= 16:
                         lost[int.from_bytes(rec[8:16], "little")] += 1
-        depth = q.qsize()
+        depth, most = q.qsize(), self.queue_events
+        ring_quarter = self._ring_quarter_bytes
         if sensor.congested:
-            if depth <= q.maxsize // 8 and len(batch) < self._ring_quarter // 4:
+            if depth <= q.maxsize // 8 and queued <= most // 8 and pending < ring_quarter // 4:
                 sensor.set_congested(False)
-        elif depth >= q.maxsize // 2 or len(batch) >= self._ring_quarter:
+        elif depth >= q.maxsize // 2 or queued >= most // 2 or pending >= ring_quarter:
             sensor.set_congested(True)
             self.congestions += 1
 
@@ -276,6 +291,7 @@ class Agent:
             if batch is None:
                 break
             if batch:
+                self._queued_out += len(batch)
                 self.batch_started = time.monotonic()
                 try:
                     self.handle(batch)

@@ -157,12 +157,13 @@ def events(c: dict, kind: str) -> float:
     return c.get(("mamori_events_total", (("kind", kind),)), 0.0)
 
 
-def lost(c: dict) -> tuple[float, float]:
-    kernel = sum(v for (name, labels), v in c.items()
-                 if name == "mamori_events_lost_total" and ("where", "kernel") in labels)
-    queue = sum(v for (name, labels), v in c.items()
-                if name == "mamori_events_lost_total" and ("where", "user-queue") in labels)
-    return kernel, queue
+def lost(c: dict) -> tuple[float, float, float]:
+    """Events lost so far: (in the kernel: ring full, shed in the kernel from a container
+    over its budget while the agent said it fell behind, in the agent's queue)."""
+    def where(w: str) -> float:
+        return sum(v for (name, labels), v in c.items()
+                   if name == "mamori_events_lost_total" and ("where", w) in labels)
+    return where("kernel"), where("shed"), where("user-queue")
 
 
 def idle(agent: AgentProcess, seconds: float, settle: float = 2) -> dict:
@@ -195,8 +196,8 @@ def rate_step(agent: AgentProcess, rate: float, seconds: float) -> dict:
             last, last_change = now, time.monotonic()
     done = last_change
     after = agent.counters()
-    k0, q0 = lost(before)
-    k1, q1 = lost(after)
+    k0, s0, q0 = lost(before)
+    k1, s1, q1 = lost(after)
     delivered = events(after, "open") - events(before, "open")
     cpu = (agent.cpu_s() - c0) / (done - t0) * 100
     sampling.set()
@@ -204,11 +205,12 @@ def rate_step(agent: AgentProcess, rate: float, seconds: float) -> dict:
     return {"offered": 1e9 / ns_per_iter, "n": n, "delivered": delivered,
             "processed_per_s": delivered / max(done - t0, 1e-9),
             "lag_s": max(0.0, done - storm_end), "lost_kernel": k1 - k0,
-            "lost_queue": q1 - q0, "cpu": cpu, "peak": peak[0]}
+            "lost_shed": s1 - s0, "lost_queue": q1 - q0, "cpu": cpu, "peak": peak[0]}
 
 
 def sustained(step: dict) -> bool:
-    return (step["lost_kernel"] == 0 and step["lost_queue"] == 0
+    return (step["lost_kernel"] == 0 and step.get("lost_shed", 0) == 0
+            and step["lost_queue"] == 0
             and step["delivered"] >= step["n"] and step["lag_s"] < 1.0)
 
 
@@ -286,7 +288,7 @@ def render(r: dict) -> str:
             f"Start-up: **{r['startup_s']:.2f} s** from launch to `/readyz` 200 "
             f"(probes compiled and attached in {r['probes_s']:.2f} s, "
             f"{r['rules']} rules loaded).", "",
-            "| load | offered events/s | processed events/s | lost (kernel / queue) | "
+            "| load | offered events/s | processed events/s | lost (kernel / shed / queue) | "
             "backlog after the storm | agent CPU | peak RSS |",
             "|---|---:|---:|---:|---:|---:|---:|",
             f"| idle | — | — | — | — | {r['idle']['cpu']:.1f}% | "
@@ -294,7 +296,8 @@ def render(r: dict) -> str:
     for s in r["steps"]:
         mark = "" if sustained(s) else " ✗"
         out.append(f"| open storm{mark} | {s['offered']:,.0f} | {s['processed_per_s']:,.0f} | "
-                   f"{s['lost_kernel']:,.0f} / {s['lost_queue']:,.0f} | {s['lag_s']:.1f} s | "
+                   f"{s['lost_kernel']:,.0f} / {s.get('lost_shed', 0):,.0f} / {s['lost_queue']:,.0f} | "
+                   f"{s['lag_s']:.1f} s | "
                    f"{s['cpu']:.0f}% | {s['peak']:.0f} MiB |")
     best = max((s["offered"] for s in r["steps"] if sustained(s)), default=0)
     out += ["", f"Highest sustained rate with 0 lost: **{best:,.0f} events/s**. "
@@ -408,6 +411,13 @@ def main() -> int:
                 f"seldom and {first_bad['lost_kernel']:,.0f} events are dropped in the kernel "
                 "(counted per kind and container, and reported by an alert of the agent's "
                 "own); its own queue never overflowed.")
+        elif first_bad.get("lost_shed"):
+            r["fails_first"] = (
+                f"Beyond it the agent tells the kernel it falls behind and the storming "
+                f"container sheds: at {first_bad['offered']:,.0f}/s "
+                f"{first_bad['lost_shed']:,.0f} of its opens are shed over its budget "
+                f"(sensor.container_budget; counted, and reported by an alert of the agent's "
+                f"own), {first_bad['cpu']:.0f}% CPU.")
         elif first_bad["lost_queue"]:
             r["fails_first"] = (f"Beyond it the agent's queue overflows first "
                                 f"({first_bad['lost_queue']:,.0f} lost).")

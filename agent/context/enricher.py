@@ -102,8 +102,11 @@ class Enricher:
             p = tree.lookup(ev.pid) if container is None else tree.lookup_event(ev)
             name = p.comm if p is not None and p.comm else ev.comm
             if container is not None:
-                setup = tree.runtime_setup(p, ev.ppid, container.id, self.registry.lookup,
-                                           self.attached)
+                if p.setup is not None and p.setup_in == container.id:   # decided before
+                    setup = p.setup
+                else:
+                    setup = tree.runtime_setup(p, ev.ppid, container.id,
+                                               self.registry.lookup, self.attached)
             if kind == "fork":
                 tree.apply(ev)            # the child inherits the parent's answer
         if container is not None and container.rootfs is None and not setup and \

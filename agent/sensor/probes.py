@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import decoder, layout
+from . import decoder, layout, ring
 from .btf import BTF, BTF_PATH, BTFError, kernel_offsets, optional_offsets
 
 log = logging.getLogger("mamori.sensor")
@@ -121,6 +121,7 @@ class Sensor:
         self.stats = SensorStats()
         self._bpf = None
         self._raw: list[bytes] = []
+        self._ring: ring.RingReader | None = None
         self._watched: set[int] = set()
         self.cgroup_root = ""      # where cgroup2 is mounted (set by the pipeline)
         self._generation = 0
@@ -190,7 +191,11 @@ class Sensor:
         except Exception as e:  # bcc raises plain Exception on compile or load failure
             raise SensorError(f"loading the probes failed: {e}") from None
         self._write_config()
-        self._bpf[b"events"].open_ring_buffer(self._on_record)
+        events = self._bpf[b"events"]
+        if ring.available():
+            self._ring = ring.RingReader(events.map_fd, self.ring_pages * ring.PAGE)
+        else:                                      # bcc's reader, one call-back a record
+            events.open_ring_buffer(self._on_record)
 
     def _on_record(self, _ctx, data, size):
         self._raw.append(ctypes.string_at(data, size))
@@ -343,9 +348,17 @@ class Sensor:
 
     def poll_raw(self) -> list[bytes]:
         """Consume the ring and return the records undecoded (for a decoder elsewhere)."""
+        if self._ring is not None:
+            raw: list[bytes] = []
+            self._ring.drain(raw)
+            return raw
         self._bpf.ring_buffer_consume()
         raw, self._raw = self._raw, []
         return raw
+
+    def ring_pending(self) -> int | None:
+        """Bytes in the ring not read yet (None where bcc's reader is used)."""
+        return self._ring.pending() if self._ring is not None else None
 
     def drops(self) -> dict[str, int]:
         """Events the kernel could not send (ring full, in-flight table full), per kind."""
@@ -384,6 +397,9 @@ class Sensor:
         return {k.value: v.value for k, v in self._bpf[b"drop_cgroups"].items()}
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None

@@ -103,13 +103,15 @@ for _ in range({n}):
 
 
 def test_malformed_records_are_counted_and_skipped(sensor, collector, watched_cgroup):
+    """Two bad records in a batch with real ones: both counted, the real ones decoded."""
     collector.drain()
-    sensor._raw.append(b"\x00" * 10)                     # shorter than any header
-    sensor._raw.append(b"\x00" * 16 + b"\xff\x00\x00\x00" + b"\x00" * 60)  # unknown kind
     p = subprocess.Popen(["/bin/true"], preexec_fn=enter_cgroup(watched_cgroup))
     p.wait()
     before = sum(sensor.stats.malformed.values())
-    [ev] = collector.of_pid(p.pid, "exec")
+    batch = [b"\x00" * 10,                                  # shorter than any header
+             b"\x00" * 16 + b"\xff\x00\x00\x00" + b"\x00" * 60,  # unknown kind
+             *sensor.poll_raw()]                            # the exec is in the ring now
+    [ev] = [e for e in sensor.decode_batch(batch) if e.pid == p.pid and e.kind == "exec"]
     assert ev.exe == os.path.realpath("/bin/true")
     assert sum(sensor.stats.malformed.values()) == before + 2
 
