@@ -186,14 +186,26 @@ def _unescape(s: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
-def rootfs_of(pid: int) -> RootFS | None:
-    """The root mount of a process, from /proc/<pid>/mountinfo."""
+MOUNTINFO_MAX = 4 << 20      # a container that can mount may make its mount table huge
+
+
+def read_mountinfo(pid: int) -> list[str] | None:
+    """/proc/<pid>/mountinfo as lines, at most MOUNTINFO_MAX bytes (a cut last line is
+    dropped); None if the process is gone."""
     try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            lines = f.read().splitlines()
+        with open(f"/proc/{pid}/mountinfo", "rb") as f:
+            data = f.read(MOUNTINFO_MAX + 1)
     except OSError:
         return None
-    return parse_root_mount(lines)
+    if len(data) > MOUNTINFO_MAX:
+        data = data[:data.rfind(b"\n", 0, MOUNTINFO_MAX) + 1]
+    return data.decode("utf-8", "surrogateescape").splitlines()
+
+
+def rootfs_of(pid: int) -> RootFS | None:
+    """The root mount of a process, from /proc/<pid>/mountinfo."""
+    lines = read_mountinfo(pid)
+    return parse_root_mount(lines) if lines is not None else None
 
 
 def parse_root_mount(lines) -> RootFS | None:

@@ -40,10 +40,13 @@ class Proc:
         return f"Proc({self.pid}, ppid={self.ppid}, exe={self.exe!r})"
 
 
+_PROC_READ_MAX = 64 << 10     # argv is the process's own: read no more of it than this
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return f.read(_PROC_READ_MAX)
     except OSError:
         return None
 

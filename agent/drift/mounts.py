@@ -27,6 +27,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from ..context.containers import read_mountinfo
+
 log = logging.getLogger("mamori.drift")
 
 
@@ -110,11 +112,10 @@ class MountResolver:
         when there is nothing to do."""
         if cgroup_id not in self.waiting:
             return None
-        try:
-            with open(f"/proc/{pid}/mountinfo") as f:
-                mounts = parse_mountinfo(f.read().splitlines())
-        except OSError:
+        lines = read_mountinfo(pid)
+        if lines is None:
             return None                           # gone: the next event will do
+        mounts = parse_mountinfo(lines)
         top = root_mount(mounts)
         if top is None:
             return None

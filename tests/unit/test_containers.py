@@ -99,3 +99,12 @@ def test_annotations_from_runc_state_and_bundle(tmp_path):
         {"annotations": {"io.kubernetes.cri.image-name": "busybox:1.36"}}))
     state = {"config": {"labels": [f"bundle={bundle}"], "annotations": {"a": "b"}}}
     assert ct.oci_annotations(state) == {"a": "b", "io.kubernetes.cri.image-name": "busybox:1.36"}
+
+
+def test_mountinfo_is_read_with_a_bound_and_no_cut_line(monkeypatch):
+    import os
+    from agent.context import containers as ct
+    full = open(f"/proc/{os.getpid()}/mountinfo").read().splitlines()
+    monkeypatch.setattr(ct, "MOUNTINFO_MAX", len(full[0]) + len(full[1]) + 5)
+    assert ct.read_mountinfo(os.getpid()) == full[:2]
+    assert ct.read_mountinfo(2 ** 22 + 12345) is None
