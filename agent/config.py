@@ -81,6 +81,10 @@ class DriftConfig:
     # second, too); past it the alert goes out with drift.hash_error instead
     hash_timeout_ms: int = 200
     hash_workers: int = 2                     # threads that hash, off the event path
+    # overlay inodes whose opens for writing the kernel counts, node-wide (one kernel map
+    # entry each, ~40 bytes); a write it cannot count makes that container's copied-up
+    # image files drift until it is gone (fail closed), with an alert
+    write_tracking_entries: int = 65536
 
 
 @dataclass(frozen=True)
@@ -377,7 +381,8 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
             drift = replace(drift, hash_max_bytes=parse_size(d["hash_max_bytes"]))
         except (ValueError, TypeError):
             err("drift.hash_max_bytes", "expected a size such as 64Mi")
-    for key, low, high in (("hash_timeout_ms", 1, 10_000), ("hash_workers", 1, 16)):
+    for key, low, high in (("hash_timeout_ms", 1, 10_000), ("hash_workers", 1, 16),
+                           ("write_tracking_entries", 64, 1 << 24)):
         if key in d:
             v = d[key]
             if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:

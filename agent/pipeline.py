@@ -32,7 +32,8 @@ class Pipeline:
         self.sensor = Sensor(families=(*cfg.sensor.families, "cgroup"),
                              ring_bytes=cfg.sensor.ring_bytes,
                              all_processes=cfg.sensor.all_processes,
-                             budget_per_window=cfg.sensor.container_budget)
+                             budget_per_window=cfg.sensor.container_budget,
+                             write_tracking_entries=cfg.drift.write_tracking_entries)
         root = cgroups.cgroup2_root()
         self.sensor.cgroup_root = root
         self.index = CgroupIndex(root)

@@ -69,6 +69,7 @@ class Agent:
         self._cgroup_shed: dict[int, int] = {}
         self._queue_drops_by_cgroup: Counter = Counter()
         self.congestions = 0                  # times the kernel was told we fall behind
+        self._uncounted_seen: set[int] = set()   # overlay devs already alerted on (+ -1: any)
         self._ring_quarter_bytes = self.pipeline.sensor.ring_pages * ring.PAGE // 4
         # liveness: when each thread last made progress (monotonic), when the evaluator
         # began the batch it is in (0: between batches), what raised and was survived
@@ -307,6 +308,7 @@ class Agent:
                         self._reload_requested.clear()
                         self._reload()
                     self._check_drops()
+                    self._check_write_tracking()
                 except Exception:  # noqa: BLE001
                     self._survived("evaluator", "the periodic reload and drop check")
                 next_check = now + self.reload_check_s
@@ -391,6 +393,37 @@ class Agent:
                 f"Rules reload failed with {len(errors)} error(s); the previous "
                 f"{len(self.engine.ruleset.rules)} rules stay loaded. First: {errors[0]}",
                 self.node, {"reload.errors": [str(e) for e in errors]}).to_dict())
+
+    def _check_write_tracking(self) -> None:
+        """An alert, once per container, when the kernel could not count its writes
+        (inode_writes full): its copied-up image files are then drift (fail closed)."""
+        per, anywhere = self.pipeline.sensor.writes_uncounted()
+        entries = self.cfg.drift.write_tracking_entries
+        for dev, (writes, cg) in sorted(per.items()):
+            if dev in self._uncounted_seen:
+                continue
+            self._uncounted_seen.add(dev)
+            info = self.pipeline.registry.lookup(cg)
+            who = info.id if info is not None else f"cgroup {cg}"
+            log.warning("write tracking full: %d opens for writing in %s not counted", writes, who)
+            self._publish(agent_alert(
+                "Mamori cannot count writes in a container", "high",
+                f"the kernel's write-count map is full (drift.write_tracking_entries: "
+                f"{entries}): opens for writing in {who} are no longer counted; until it "
+                f"stops, every copied-up image file there is taken as modified (drift "
+                f"prevention kills it: fail closed)", self.node,
+                {"container.id": info.id if info is not None else None,
+                 "write_tracking.device": dev, "write_tracking.uncounted": writes,
+                 "write_tracking.entries": entries}).to_dict())
+        if anywhere and -1 not in self._uncounted_seen:
+            self._uncounted_seen.add(-1)
+            self._publish(agent_alert(
+                "Mamori cannot count writes in a container", "critical",
+                f"the kernel's write-count map is full (drift.write_tracking_entries: "
+                f"{entries}) on more containers than it can name: every copied-up image "
+                f"file on this node is taken as modified (fail closed)", self.node,
+                {"container.id": None, "write_tracking.uncounted": anywhere,
+                 "write_tracking.entries": entries}).to_dict())
 
     def _check_drops(self) -> None:
         """Losses since the last check — the ring full, bulk events shed from a container

@@ -87,11 +87,32 @@ struct inode_key {
     u32 dev;
     u32 pad;
 };
-/* Opens for writing, per overlay inode, in watched containers (counted in the kernel). */
-BPF_HASH(inode_writes, struct inode_key, u64, 65536);
+#ifndef WRITE_TRACKING_ENTRIES
+#define WRITE_TRACKING_ENTRIES 65536      /* drift.write_tracking_entries */
+#endif
+/* Opens for writing, per overlay inode, in watched containers (counted in the kernel). A
+ * plain hash, not an LRU: an evicted count would make a written file look unwritten. */
+BPF_HASH(inode_writes, struct inode_key, u64, WRITE_TRACKING_ENTRIES);
 /* Copy-ups user space found unchanged from the image: inode -> inode_writes when it
  * compared the contents. Valid only while no open for writing came after. */
-BPF_HASH(copyup_verified, struct inode_key, u64, 65536);
+BPF_HASH(copyup_verified, struct inode_key, u64, WRITE_TRACKING_ENTRIES);
+/* Overlay devices (a container's root) on which a write could not be counted because
+ * inode_writes was full: dev -> {writes not counted, cgroup of the last writer}. Every
+ * copied-up file there without a count is then taken as written (fail closed), and the
+ * agent alerts. Should this map fill too, writes_uncounted_any makes that node-wide. */
+struct uncounted {
+    u64 writes;
+    u64 cgroup_id;
+};
+BPF_HASH(writes_uncounted, u32, struct uncounted, 4096);
+BPF_ARRAY(writes_uncounted_any, u64, 1);
+
+static __always_inline int writes_uncounted_on(u32 dev)
+{
+    int zero = 0;
+    u64 *any = writes_uncounted_any.lookup(&zero);
+    return (any && *any) || writes_uncounted.lookup(&dev) != 0;
+}
 
 #define OVERLAYFS_MAGIC_ 0x794c7630
 #define TMPFS_MAGIC_ 0x01021994

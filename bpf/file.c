@@ -28,10 +28,26 @@ static __always_inline void count_write(void *task, s64 fd)
     struct inode_key k = {.ino = READ_U64(inode, INODE_INO), .dev = READ_U32(sb, SB_DEV)};
     u64 one = 1;
     u64 *n = inode_writes.lookup(&k);
-    if (n)
+    if (n) {
         __sync_fetch_and_add(n, 1);
-    else
-        inode_writes.update(&k, &one);
+        return;
+    }
+    if (inode_writes.update(&k, &one) == 0)
+        return;
+    /* full: this write is not counted; fail closed for the device (see common.h) */
+    struct uncounted *u = writes_uncounted.lookup(&k.dev);
+    if (u) {
+        __sync_fetch_and_add(&u->writes, 1);
+        u->cgroup_id = bpf_get_current_cgroup_id();
+        return;
+    }
+    struct uncounted nu = {.writes = 1, .cgroup_id = bpf_get_current_cgroup_id()};
+    if (writes_uncounted.update(&k.dev, &nu) != 0) {
+        int zero = 0;
+        u64 *any = writes_uncounted_any.lookup(&zero);
+        if (any)
+            __sync_fetch_and_add(any, 1);
+    }
 }
 
 static __always_inline int file_exit(long ret)

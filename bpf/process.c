@@ -187,7 +187,9 @@ static __always_inline u32 drift_of(void *inode, void *sb, u32 fs_magic, u32 nli
     struct inode_key k = {.ino = READ_U64(inode, INODE_INO), .dev = READ_U32(sb, SB_DEV)};
     u64 *verified = copyup_verified.lookup(&k);
     u64 *writes = inode_writes.lookup(&k);
-    if ((verified ? *verified : 0) != (writes ? *writes : 0))
+    if (!writes && writes_uncounted_on(k.dev))
+        d |= DRIFT_WRITTEN;                 /* its writes may not have been counted */
+    else if ((verified ? *verified : 0) != (writes ? *writes : 0))
         d |= DRIFT_WRITTEN;
 #endif
     return d;

@@ -105,6 +105,7 @@ class MountResolver:
         m = self.resolved.pop(cgroup_id, None)
         if m is not None and m.root_dev is not None:
             self.sensor.clear_exec_mounts(cgroup_id, m.allowed)
+            self.sensor.forget_device(m.root_dev)      # its overlay is gone with it
 
     def workload(self, cgroup_id: int, pid: int) -> ExecMounts | None:
         """A process of the container's workload (not the runtime's setup): read the

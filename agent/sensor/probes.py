@@ -108,7 +108,7 @@ def tracepoint_exists(category: str, name: str) -> bool:
 class Sensor:
     def __init__(self, families=("process", "file", "net", "priv"), ring_bytes: int = 16 << 20,
                  all_processes: bool = False, btf_path: str = BTF_PATH,
-                 budget_per_window: int = 2000):
+                 budget_per_window: int = 2000, write_tracking_entries: int = 65536):
         unknown = set(families) - set(FAMILY_SOURCES)
         if unknown:
             raise SensorError(f"unknown probe families: {', '.join(sorted(unknown))} "
@@ -127,6 +127,7 @@ class Sensor:
         self._generation = 0
         self.congested = False
         self.budget = budget_per_window
+        self.write_tracking_entries = write_tracking_entries
 
     # -- start -------------------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -149,7 +150,8 @@ class Sensor:
         offsets.update(extra)
         for group, why in missing.items():
             self.unavailable[group.lower()] = f"not in kernel BTF: {why}"
-        flags = [f"-I{BPF_DIR}", f"-DRING_PAGES={self.ring_pages}"]
+        flags = [f"-I{BPF_DIR}", f"-DRING_PAGES={self.ring_pages}",
+                 f"-DWRITE_TRACKING_ENTRIES={self.write_tracking_entries}"]
         flags += [f"-D{k}={v}" for k, v in offsets.items()]
         for tp, why in OPTIONAL_TRACEPOINTS.items():
             if tracepoint_exists("syscalls", tp):
@@ -309,6 +311,35 @@ class Sensor:
             return table[self._inode_key(table, ino, kdev)].value
         except KeyError:
             return 0
+
+    def writes_uncounted(self) -> tuple[dict[int, tuple[int, int]], int]:
+        """Writes the kernel could not count (inode_writes full): ({overlay dev: (writes,
+        cgroup id of the last writer)}, writes not counted even per device)."""
+        if self._bpf is None or "file" not in self.families:
+            return {}, 0
+        per = {k.value: (v.writes, v.cgroup_id)
+               for k, v in self._bpf[b"writes_uncounted"].items()}
+        return per, self._bpf[b"writes_uncounted_any"][ctypes.c_int(0)].value
+
+    def forget_device(self, kdev: int) -> int:
+        """An overlay that is gone (its container stopped): drop its write counts and
+        verifications, and its fail-closed mark; how many entries went."""
+        if self._bpf is None:
+            return 0
+        n = 0
+        for name in (b"inode_writes", b"copyup_verified"):
+            table = self._bpf[name]
+            for k in [k for k in table.keys() if k.dev == kdev]:
+                try:
+                    del table[k]
+                    n += 1
+                except KeyError:
+                    pass
+        try:
+            del self._bpf[b"writes_uncounted"][ctypes.c_uint32(kdev)]
+        except KeyError:
+            pass
+        return n
 
     def mark_copyup_verified(self, ino: int, kdev: int, writes: int) -> None:
         table = self._bpf[b"copyup_verified"]

@@ -93,7 +93,7 @@ def test_mountinfo_is_read_by_mount_and_allowed_at_or_below_a_prefix():
 
 class FakeSensor:
     def __init__(self):
-        self.maps, self.cleared = {}, []
+        self.maps, self.cleared, self.forgotten = {}, [], []
 
     def set_exec_mounts(self, cg, root_dev, ids):
         self.maps[cg] = (root_dev, set(ids))
@@ -101,6 +101,9 @@ class FakeSensor:
     def clear_exec_mounts(self, cg, ids):
         self.cleared.append((cg, set(ids)))
         self.maps.pop(cg, None)
+
+    def forget_device(self, dev):
+        self.forgotten.append(dev)
 
 
 def test_the_resolver_reads_a_containers_mounts_once_through_its_workload(tmp_path,
@@ -126,6 +129,7 @@ def test_the_resolver_reads_a_containers_mounts_once_through_its_workload(tmp_pa
     assert r.workload(7, 41) is None                              # once
     r.remove(7)
     assert s.cleared == [(7, {1040, 1041})] and s.maps == {}
+    assert s.forgotten == [112]              # its overlay's write counts go with it
 
 
 def test_a_root_that_is_not_an_overlay_decides_nothing(tmp_path, monkeypatch):
