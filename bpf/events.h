@@ -7,7 +7,8 @@
 #define PATH_LEN 256
 #define NAME_LEN 64
 #define PATH_DEPTH 32
-#define ARGS_LEN 2048
+#define ARGS_LEN 4096
+#define ARGS_TAIL 1024
 #define UNIX_PATH_LEN 108
 #define SHORT_STR 32
 #define CGROUP_PATH_LEN 512
@@ -121,10 +122,10 @@ struct exec_event {
     u32 args_len;
     u32 depth;
     u32 ovl;
-    u32 pad;
+    u32 args_total;
     char filename[256];
     char comps[32][64];
-    char args[2048];
+    char args[4096];
 };
 
 struct fork_event {

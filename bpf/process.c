@@ -254,7 +254,6 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     e->dev = READ_U32(sb, SB_DEV);
     e->fs_magic = (u32)READ_U64(sb, SB_MAGIC);
     e->ovl = ovl_layers(inode, e->fs_magic);
-    e->pad = 0;
 
     void *filename = READ_PTR(bprm, BPRM_FILENAME);
     if (bpf_probe_read_kernel_str(e->filename, PATH_LEN, filename) < 0)
@@ -267,17 +266,25 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     fd_identity(task, 1, &e->fd_mode[1], &e->fd_rdev[1]);
     fd_identity(task, 2, &e->fd_mode[2], &e->fd_rdev[2]);
 
-    /* argv as the new program sees it: NUL-separated on its stack, arg_start..arg_end. */
+    /* argv as the new program sees it: NUL-separated on its stack, arg_start..arg_end.
+     * Longer than the buffer: its head and its last ARGS_TAIL bytes, so that what comes
+     * after padding is seen (args_total says how long it was). */
     void *mm = READ_PTR(task, TASK_MM);
     u64 start = READ_U64(mm, MM_ARG_START);
     u64 end = READ_U64(mm, MM_ARG_END);
     u64 len = end > start ? end - start : 0;
+    e->args_total = len > 0xffffffffULL ? 0xffffffffU : (u32)len;
     if (len > ARGS_LEN) {
-        len = ARGS_LEN;
         e->hdr.flags |= F_TRUNC_ARGS;
-    }
-    if (len > 0 && bpf_probe_read_user(e->args, len & (2 * ARGS_LEN - 1), (void *)start) < 0)
+        len = ARGS_LEN;
+        if (bpf_probe_read_user(e->args, ARGS_LEN - ARGS_TAIL, (void *)start) < 0 ||
+            bpf_probe_read_user(e->args + (ARGS_LEN - ARGS_TAIL), ARGS_TAIL,
+                                (void *)(end - ARGS_TAIL)) < 0)
+            len = 0;
+    } else if (len > 0 && bpf_probe_read_user(e->args, len & (2 * ARGS_LEN - 1),
+                                              (void *)start) < 0) {
         len = 0;
+    }
     e->args_len = len;
 
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);

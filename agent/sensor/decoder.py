@@ -76,16 +76,20 @@ def decode(raw: bytes):
 
 
 def _exec(common, flags, b) -> ExecEvent:
-    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, _pad,
+    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, total,
      filename, comps, args) = b
     exe = _path(comps, depth)
     argv = args[:min(args_len, layout.ARGS_LEN)]
-    if argv.endswith(b"\0"):
-        argv = argv[:-1]
-    arglist = [text(a) for a in argv.split(b"\0")] if argv else []
     args_truncated = bool(flags & _F["TRUNC_ARGS"])
-    if len(arglist) > layout.MAX_ARGS:
-        arglist = arglist[:layout.MAX_ARGS]
+    if args_truncated and total > layout.ARGS_LEN and len(argv) == layout.ARGS_LEN:
+        # its head and its tail (bpf/process.c): each part's cut argument is kept
+        cut = layout.ARGS_LEN - layout.ARGS_TAIL
+        arglist = _argv(argv[:cut]) + _argv(argv[cut:])
+    else:
+        arglist = _argv(argv)
+    if len(arglist) > layout.MAX_ARGS:             # the first ones and the last ones
+        keep = layout.MAX_ARGS - layout.MAX_ARGS_TAIL
+        arglist = arglist[:keep] + arglist[-layout.MAX_ARGS_TAIL:]
         args_truncated = True
     return _tnew(ExecEvent, common + (
         exe, ino, names.user_dev(dev), names.FS_MAGIC.get(fs_magic, f"{fs_magic:#x}"), nlink,
@@ -94,6 +98,13 @@ def _exec(common, flags, b) -> ExecEvent:
         bool(flags & _F["PREVENTED"]), text(filename),
         tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
         names.fd_kind(m2, r2)))
+
+
+def _argv(block: bytes) -> list[str]:
+    """NUL-separated arguments (the last one's NUL may be missing: cut there)."""
+    if block.endswith(b"\0"):
+        block = block[:-1]
+    return [text(a) for a in block.split(b"\0")] if block else []
 
 
 def _path(comps: bytes, depth: int) -> str:

@@ -15,8 +15,10 @@ COMM_LEN = 16
 PATH_LEN = 256          # file paths as passed to a syscall
 NAME_LEN = 64           # one component of the executable's path (dentry name)
 PATH_DEPTH = 32         # dentries (plus mount crossings) walked for the executable's path
-ARGS_LEN = 2048         # argv bytes (NUL-separated) copied from the new program's stack
+ARGS_LEN = 4096         # argv bytes (NUL-separated) copied from the new program's stack
+ARGS_TAIL = 1024        # of which, when argv is longer: its last bytes (the rest: its head)
 MAX_ARGS = 64           # argv entries kept by the decoder
+MAX_ARGS_TAIL = 16      # of which, when there are more: the last ones (the rest: the first)
 UNIX_PATH_LEN = 108     # sun_path
 SHORT_STR = 32          # fstype
 CGROUP_PATH_LEN = 512   # a cgroup's path below its hierarchy's root
@@ -120,7 +122,7 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
     "exec_event": tuple(_f(s) for s in (
         "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
         "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth", "u32 ovl",
-        "u32 pad",
+        "u32 args_total",
         f"char filename[{PATH_LEN}]", f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
         f"char args[{ARGS_LEN}]",
     )),
@@ -243,6 +245,7 @@ def c_header() -> str:
     ]
     for const, val in (("COMM_LEN", COMM_LEN), ("PATH_LEN", PATH_LEN), ("NAME_LEN", NAME_LEN),
                        ("PATH_DEPTH", PATH_DEPTH), ("ARGS_LEN", ARGS_LEN),
+                       ("ARGS_TAIL", ARGS_TAIL),
                        ("UNIX_PATH_LEN", UNIX_PATH_LEN), ("SHORT_STR", SHORT_STR),
                        ("CGROUP_PATH_LEN", CGROUP_PATH_LEN),
                        ("EV_MAX", len(KINDS) + 1)):

@@ -59,23 +59,36 @@ def test_exec_stdio_socket_and_closed(collector, watched_cgroup):
     assert (evs[1].stdin, evs[1].stdout, evs[1].stderr) == ("socket", "chardev", "none")
 
 
-def test_exec_args_beyond_the_count_bound_are_flagged(collector, watched_cgroup):
+def test_exec_args_beyond_the_count_bound_keep_the_first_and_the_last(collector,
+                                                                       watched_cgroup):
     argv = ["/bin/true"] + [f"a{i}" for i in range(100)]
     p = subprocess.Popen(argv, preexec_fn=enter_cgroup(watched_cgroup))
     p.wait()
     [ev] = collector.of_pid(p.pid, "exec")
-    assert ev.args == tuple(argv[:layout.MAX_ARGS])
+    assert ev.args == tuple(argv[:48] + argv[-16:])
+    assert (layout.MAX_ARGS, layout.MAX_ARGS_TAIL) == (64, 16)
     assert ev.args_truncated is True
 
 
-def test_exec_args_beyond_the_byte_bound_are_cut_and_flagged(collector, watched_cgroup):
-    argv = ["/bin/true", "x" * 1000, "y" * 1500]
+def test_exec_args_beyond_the_byte_bound_keep_their_head_and_tail(collector, watched_cgroup):
+    """5,013 bytes of argv: the first 3 KiB and the last 1 KiB, each cut argument kept."""
+    argv = ["/bin/true", "x" * 3000, "y" * 2000, "last"]
     p = subprocess.Popen(argv, preexec_fn=enter_cgroup(watched_cgroup))
     p.wait()
     [ev] = collector.of_pid(p.pid, "exec")
-    kept = layout.ARGS_LEN - len("/bin/true\0") - len("x" * 1000 + "\0")
-    assert ev.args == ("/bin/true", "x" * 1000, "y" * kept)
+    assert (layout.ARGS_LEN, layout.ARGS_TAIL) == (4096, 1024)
+    head = 3072 - len("/bin/true\0") - len("x" * 3000 + "\0")
+    tail = 1024 - len("last\0") - 1
+    assert ev.args == ("/bin/true", "x" * 3000, "y" * head, "y" * tail, "last")
     assert ev.args_truncated is True
+
+
+def test_exec_args_that_fit_are_whole(collector, watched_cgroup):
+    argv = ["/bin/true", "x" * 2000, "y" * 2000]                  # 4,014 bytes: they fit
+    p = subprocess.Popen(argv, preexec_fn=enter_cgroup(watched_cgroup))
+    p.wait()
+    [ev] = collector.of_pid(p.pid, "exec")
+    assert ev.args == tuple(argv) and ev.args_truncated is False
 
 
 def test_exec_as_another_user(collector, watched_cgroup):

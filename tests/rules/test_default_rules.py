@@ -31,6 +31,7 @@ def _files(*paths):
 WGET = "wget -q -T 1 -O /dev/null http://127.0.0.1:{}/ ; true"   # busybox wget: the exec
 NC = "nc -w 1 {} {} < /dev/null; true"                              # a real connect()
 COPY = "cp /bin/busybox /home/app/{0} && /home/app/{0} ; true"
+SEVENTY = " ".join(f"/tmp/f{i}" for i in range(70))                  # past 64 arguments
 
 # rule -> (trigger script, near-miss script, setup run from the host before both)
 CASES = {
@@ -149,6 +150,12 @@ CASES = {
         "cp /bin/busybox /tmp/d && exec 3< /tmp/d && rm /tmp/d && /proc/self/fd/3 true",
         "cp /bin/busybox /tmp/d2 && /tmp/d2 true", None),
     "Drift - program run from a volume": ("/data/tool true", "/bin/true", "VOLUME"),
+    "Arguments too long to check in a container": (
+        "tar cf /tmp/o.tar " + SEVENTY + " /etc/hostname 2>/dev/null; true",
+        "ls " + SEVENTY + " 2>/dev/null; true", None),            # ls: not a listed program
+    "Path too long to check in a container": (
+        "cat /etc/" + "/" * 300 + "hostname > /dev/null", "cat /etc/" + "/" * 200 + "hostname",
+        None),
 }
 
 
