@@ -93,9 +93,20 @@ struct inode_key {
 /* Opens for writing, per overlay inode, in watched containers (counted in the kernel). A
  * plain hash, not an LRU: an evicted count would make a written file look unwritten. */
 BPF_HASH(inode_writes, struct inode_key, u64, WRITE_TRACKING_ENTRIES);
-/* Copy-ups user space found unchanged from the image: inode -> inode_writes when it
- * compared the contents. Valid only while no open for writing came after. */
-BPF_HASH(copyup_verified, struct inode_key, u64, WRITE_TRACKING_ENTRIES);
+/* Copy-ups user space found unchanged from the image: inode -> its inode_writes count and
+ * its ctime when user space compared the contents. Valid only while no open for writing
+ * came after and the ctime has not moved: a write through a descriptor that was already
+ * open, or any change of contents or times, moves it, and the writer cannot set it back. */
+struct verified {
+    u64 writes;
+    u64 ctime_ns;
+};
+BPF_HASH(copyup_verified, struct inode_key, struct verified, WRITE_TRACKING_ENTRIES);
+
+static __always_inline u64 inode_ctime_ns(void *inode)
+{
+    return READ_U64(inode, INODE_CTIME_SEC) * 1000000000ULL + READ_U32(inode, INODE_CTIME_NSEC);
+}
 /* Overlay devices (a container's root) on which a write could not be counted because
  * inode_writes was full: dev -> {writes not counted, cgroup of the last writer}. Every
  * copied-up file there without a count is then taken as written (fail closed), and the

@@ -185,12 +185,13 @@ static __always_inline u32 drift_of(void *inode, void *sb, u32 fs_magic, u32 nli
     /* in the image and copied up: unchanged unless opened for writing since the copy-up
      * (or since user space last found it unchanged) */
     struct inode_key k = {.ino = READ_U64(inode, INODE_INO), .dev = READ_U32(sb, SB_DEV)};
-    u64 *verified = copyup_verified.lookup(&k);
+    struct verified *v = copyup_verified.lookup(&k);
     u64 *writes = inode_writes.lookup(&k);
+    u64 w = writes ? *writes : 0;
     if (!writes && writes_uncounted_on(k.dev))
         d |= DRIFT_WRITTEN;                 /* its writes may not have been counted */
-    else if ((verified ? *verified : 0) != (writes ? *writes : 0))
-        d |= DRIFT_WRITTEN;
+    else if (v ? (v->writes != w || v->ctime_ns != inode_ctime_ns(inode)) : w != 0)
+        d |= DRIFT_WRITTEN;                 /* written since the copy-up or the check */
 #endif
     return d;
 }

@@ -135,7 +135,7 @@ class DriftPrevention:
             return False
         if v.same is not True:
             return False
-        self.sensor.mark_copyup_verified(st.st_ino, kdev, before)
+        self.sensor.mark_copyup_verified(st.st_ino, kdev, before, st.st_ctime_ns)
         self.verified += 1
         return True
 

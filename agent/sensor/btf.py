@@ -263,4 +263,19 @@ def kernel_offsets(btf: BTF) -> dict[str, int]:
     # Width of members whose type changed across kernel versions.
     out["SK_PROTOCOL_SIZE"] = btf.member_size("sock.sk_protocol")
     out["INODE_NLINK_SIZE"] = btf.member_size("inode.__i_nlink")
+    out["INODE_CTIME_SEC"], out["INODE_CTIME_NSEC"] = _ctime_offsets(btf)
     return out
+
+
+def _ctime_offsets(btf: BTF) -> tuple[int, int]:
+    """Where an inode keeps its ctime: i_ctime_sec/i_ctime_nsec (Linux 6.11+), a
+    timespec64 __i_ctime (6.6-6.10) or i_ctime (before)."""
+    for sec, nsec in (("inode.i_ctime_sec", "inode.i_ctime_nsec"),
+                      ("inode.__i_ctime.tv_sec", "inode.__i_ctime.tv_nsec"),
+                      ("inode.i_ctime.tv_sec", "inode.i_ctime.tv_nsec")):
+        try:
+            return btf.offsetof(sec), btf.offsetof(nsec)
+        except BTFError:
+            continue
+    raise BTFError("struct inode has no ctime member this agent knows "
+                   "(i_ctime_sec, __i_ctime, i_ctime)")

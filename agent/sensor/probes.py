@@ -341,9 +341,13 @@ class Sensor:
             pass
         return n
 
-    def mark_copyup_verified(self, ino: int, kdev: int, writes: int) -> None:
+    def mark_copyup_verified(self, ino: int, kdev: int, writes: int, ctime_ns: int) -> None:
+        """User space found the copy unchanged, having seen `writes` opens for writing and
+        its ctime at `ctime_ns` before it compared (bpf/process.c, drift_of)."""
         table = self._bpf[b"copyup_verified"]
-        table[self._inode_key(table, ino, kdev)] = ctypes.c_uint64(writes)
+        v = table.Leaf()
+        v.writes, v.ctime_ns = writes, ctime_ns
+        table[self._inode_key(table, ino, kdev)] = v
 
     def watched(self) -> set[int]:
         return set(self._watched)
