@@ -118,6 +118,20 @@ struct uncounted {
 BPF_HASH(writes_uncounted, u32, struct uncounted, 4096);
 BPF_ARRAY(writes_uncounted_any, u64, 1);
 
+/* Watched cgroups in which a process set up an io_uring (its file operations are not traced
+ * one by one): cgroup id -> set-ups. */
+BPF_HASH(uring_cgroups, u64, u64, 8192);
+
+static __always_inline void uring_mark(void)
+{
+    u64 cg = bpf_get_current_cgroup_id(), one = 1;
+    u64 *n = uring_cgroups.lookup(&cg);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        uring_cgroups.update(&cg, &one);
+}
+
 static __always_inline int writes_uncounted_on(u32 dev)
 {
     int zero = 0;

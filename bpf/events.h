@@ -12,7 +12,7 @@
 #define UNIX_PATH_LEN 108
 #define SHORT_STR 32
 #define CGROUP_PATH_LEN 512
-#define EV_MAX 24
+#define EV_MAX 25
 
 #define F_TRUNC_PATH 0x1
 #define F_TRUNC_PATH2 0x2
@@ -49,8 +49,9 @@ enum event_kind {
     EV_SETGID = 19,
     EV_MEMFD = 20,
     EV_MODULE = 21,
-    EV_CGROUP_MKDIR = 22,
-    EV_CGROUP_RMDIR = 23,
+    EV_IO_URING = 22,
+    EV_CGROUP_MKDIR = 23,
+    EV_CGROUP_RMDIR = 24,
 };
 
 enum syscall_id {
@@ -92,6 +93,7 @@ enum syscall_id {
     SYS_MPROTECT = 36,
     SYS_PKEY_MPROTECT = 37,
     SYS_SHMAT = 38,
+    SYS_IO_URING_SETUP = 39,
 };
 
 struct event_hdr {

@@ -1,5 +1,6 @@
 /* Privilege and escape family: ptrace, mount/umount, unshare, setns, the setuid and setgid
- * families, memfd_create, init_module/finit_module. Sent at sys_exit with the result. */
+ * families, memfd_create, init_module/finit_module, io_uring_setup. Sent at sys_exit with
+ * the result. */
 #include "common.h"
 
 /* stash slots: a0..a3 = the syscall's arguments in order; string arguments are kept as
@@ -15,8 +16,10 @@ static __always_inline int priv_exit(long ret)
     if (!in)
         return 0;
     u32 kind = in->kind;
-    if (kind < EV_PTRACE || kind > EV_MODULE)
+    if (kind < EV_PTRACE || kind > EV_IO_URING)
         goto out;
+    if (kind == EV_IO_URING && ret >= 0)
+        uring_mark();                       /* before the event: it must not be lost */
     struct priv_event *e = events.ringbuf_reserve(sizeof(struct priv_event));
     if (!e) {
         count_drop(kind);
@@ -50,6 +53,11 @@ static __always_inline int priv_exit(long ret)
         bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[2]);
     } else if (sys == SYS_FINIT_MODULE) {
         bpf_probe_read_user_str(e->str1, PATH_LEN, (void *)in->a[1]);
+    } else if (sys == SYS_IO_URING_SETUP) {
+        /* a1 = struct io_uring_params *: its flags (u32 at offset 8), as the kernel saw them */
+        u32 flags = 0;
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)(in->a[1] + 8));
+        e->arg1 = flags;
     }
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 out:
@@ -170,4 +178,16 @@ TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
     return 0;
 }
 PRIV_EXIT(finit_module)
+#endif
+
+/* io_uring does file operations the syscall probes do not see: its set-up is an event, and
+ * it marks the container (bpf/common.h, uring_mark) so that drift prevention there no
+ * longer trusts a copied-up image file it has not verified. */
+#ifdef HAVE_sys_enter_io_uring_setup
+TRACEPOINT_PROBE(syscalls, sys_enter_io_uring_setup)
+{
+    PRIV_ENTER(EV_IO_URING, SYS_IO_URING_SETUP, args->entries, args->params, 0, 0);
+    return 0;
+}
+PRIV_EXIT(io_uring_setup)
 #endif

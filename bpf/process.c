@@ -192,6 +192,11 @@ static __always_inline u32 drift_of(void *inode, void *sb, u32 fs_magic, u32 nli
         d |= DRIFT_WRITTEN;                 /* its writes may not have been counted */
     else if (v ? (v->writes != w || v->ctime_ns != inode_ctime_ns(inode)) : w != 0)
         d |= DRIFT_WRITTEN;                 /* written since the copy-up or the check */
+    else if (!v) {
+        u64 cg = bpf_get_current_cgroup_id();
+        if (uring_cgroups.lookup(&cg))
+            d |= DRIFT_WRITTEN;             /* io_uring may have written it unseen */
+    }
 #endif
     return d;
 }

@@ -190,6 +190,8 @@ _SPECS = [
     ("memfd.name", STR, {"memfd"}, _detail("memfd.name")),
     ("memfd.flags", STRS, {"memfd"}, _detail("memfd.flags")),
     ("module.params", STR, {"module"}, _detail("module.params")),
+    ("io_uring.entries", INT, {"io_uring"}, _detail("io_uring.entries")),
+    ("io_uring.flags", STRS, {"io_uring"}, _detail("io_uring.flags")),
     # container and pod
     ("container.id", STR, ALL, _container("id")),
     ("container.runtime", STR, ALL, _container("runtime")),

@@ -231,6 +231,9 @@ def _priv(common, flags, b) -> PrivEvent:
              ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None))
     elif kind == "memfd":
         d = (("memfd.name", text(s1)), ("memfd.flags", names.bit_names(a1, names.MEMFD_FLAGS)))
+    elif kind == "io_uring":
+        d = (("io_uring.entries", a0 & 0xFFFFFFFF),
+             ("io_uring.flags", names.bit_names(a1 & 0xFFFFFFFF, names.IORING_SETUP_FLAGS)))
     else:  # module
         d = (("module.params", text(s1)),
              ("module.fd", a0 if sysname == "finit_module" else None))

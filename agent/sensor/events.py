@@ -131,8 +131,9 @@ CgroupEvent = _event("CgroupEvent", (
 
 
 class PrivEvent(_event("PrivEvent", SYSCALL, "", extra=(("details", tuple),))):
-    """ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module. `details` holds
-    the kind's own dotted fields (ptrace.request, mount.target, ns.types, cred.euid…)."""
+    """ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, io_uring.
+    `details` holds the kind's own dotted fields (ptrace.request, mount.target, ns.types,
+    cred.euid, io_uring.flags…)."""
     __slots__ = ()
 
     def fields(self) -> dict:

@@ -29,7 +29,7 @@ KINDS = (
     "open", "unlink", "rename", "chmod",
     "connect", "accept", "bind", "listen",
     "ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
-    "module",
+    "module", "io_uring",
     "cgroup_mkdir", "cgroup_rmdir",
 )
 KIND_ID = {name: i + 1 for i, name in enumerate(KINDS)}
@@ -38,7 +38,7 @@ FAMILIES = {
     "file": ("open", "unlink", "rename", "chmod"),
     "net": ("connect", "accept", "bind", "listen"),
     "priv": ("ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
-             "module"),
+             "module", "io_uring"),
     # Not about what a process did: the cgroup tree, for container discovery. Not filtered.
     "cgroup": ("cgroup_mkdir", "cgroup_rmdir"),
 }
@@ -55,6 +55,7 @@ SYSCALLS = (
     "setgid", "setregid", "setresgid", "setfsgid",
     "memfd_create", "init_module", "finit_module",
     "mmap", "mprotect", "pkey_mprotect", "shmat",
+    "io_uring_setup",
 )
 SYSCALL_ID = {name: i + 1 for i, name in enumerate(SYSCALLS)}
 

@@ -163,3 +163,9 @@ def errno_name(ret: int) -> str | None:
     if ret >= 0 or ret < -4095:
         return None
     return errno.errorcode.get(-ret, f"E{-ret}")
+
+# io_uring_setup(2) flags (include/uapi/linux/io_uring.h)
+IORING_SETUP_FLAGS = tuple((f"IORING_SETUP_{n}", 1 << i) for i, n in enumerate((
+    "IOPOLL", "SQPOLL", "SQ_AFF", "CQSIZE", "CLAMP", "ATTACH_WQ", "R_DISABLED",
+    "SUBMIT_ALL", "COOP_TASKRUN", "TASKRUN_FLAG", "SQE128", "CQE32", "SINGLE_ISSUER",
+    "DEFER_TASKRUN", "NO_MMAP", "REGISTERED_FD_ONLY", "NO_SQARRAY")))

@@ -31,6 +31,7 @@ OPTIONAL_TRACEPOINTS = {
     "sys_enter_fchmodat2": "no tracepoint (kernel older than 6.6)",
     "sys_enter_init_module": "no tracepoint (kernel built without module support)",
     "sys_enter_finit_module": "no tracepoint (kernel built without module support)",
+    "sys_enter_io_uring_setup": "no tracepoint (kernel built without io_uring)",
 }
 
 

@@ -8,6 +8,7 @@
  *   probe touch PATH           create PATH (the first thing a program would do)
  *   probe map-exec PATH        mmap PATH executable (what a loader does with a library)
  *   probe memfd-map            mmap a fresh memfd executable (code loaded from memory)
+ *   probe uring ENTRIES        io_uring_setup(ENTRIES) (0: refused by the kernel)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <sys/ptrace.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,6 +94,11 @@ int main(int argc, char **argv)
             return 1;
         void *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
         return p == MAP_FAILED;
+    }
+    if (!strcmp(argv[1], "uring") && argc > 2) {
+        char params[120];                          /* struct io_uring_params, zeroed */
+        memset(params, 0, sizeof params);
+        return syscall(__NR_io_uring_setup, atoi(argv[2]), params) < 0;
     }
     if (!strcmp(argv[1], "touch") && argc > 2) {
         int fd = open(argv[2], O_WRONLY | O_CREAT, 0644);

@@ -153,6 +153,8 @@ CASES = {
     "Arguments too long to check in a container": (
         "tar cf /tmp/o.tar " + SEVENTY + " /etc/hostname 2>/dev/null; true",
         "ls " + SEVENTY + " 2>/dev/null; true", None),            # ls: not a listed program
+    "io_uring set up in a container": (
+        "/usr/local/bin/probe uring 4", "/usr/local/bin/probe uring 0; true", None),  # 0: EINVAL
     "Path too long to check in a container": (
         "cat /etc/" + "/" * 300 + "hostname > /dev/null", "cat /etc/" + "/" * 200 + "hostname",
         None),
