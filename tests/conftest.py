@@ -10,24 +10,16 @@ for p in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from testbed.image import build_image  # noqa: E402
+from testbed.image import build_image_with_programs  # noqa: E402
 from testbed.kube_double import KubeDouble  # noqa: E402
 from testbed.runc import Container  # noqa: E402
-
-
-HELPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers")
 
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory):
     """The test image's root filesystem: busybox-static and its applets, and the static
     test helper `probe` (tests/helpers/probe.c) at /usr/local/bin/probe."""
-    import subprocess
-    root = tmp_path_factory.mktemp("image")
-    probe = str(root / "probe")
-    subprocess.run(["gcc", "-static", "-O2", "-o", probe,
-                    os.path.join(HELPERS, "probe.c")], check=True)
-    return build_image(str(root), helpers={"/usr/local/bin/probe": probe})
+    return build_image_with_programs(str(tmp_path_factory.mktemp("image")), {})
 
 
 @pytest.fixture

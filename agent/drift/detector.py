@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ INTERPRETERS = {"sh", "ash", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish"
                 "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua",
                 "tclsh", "awk", "gawk", "busybox"}
 MEMORY_FS = {"tmpfs", "ramfs", "hugetlbfs"}
+# A script named by one of its process's descriptors: /proc/self/fd/3, /dev/fd/3, … (and an
+# interpreter's stdin, as /proc/self/fd/0). Resolved through /proc/PID/fd of that process.
+STDIN = "/proc/self/fd/0"
+FD_PATH = re.compile(r"/(?:proc/(self|thread-self|\d{1,9})(?:/task/\d{1,9})?|dev)/fd/(\d{1,9})")
 # The dynamic loader run as a program (`ld.so /root/x`): its argument is the program.
 LOADERS = ("ld-linux*.so*", "ld-musl-*.so*", "ld.so", "ld64.so*")
 # glibc's and musl's ld.so options: those that take a value, and those that do not
@@ -125,6 +130,11 @@ class DriftDetector:
             if d is not None:
                 return d
             target = self._target(ev, cwd)
+            if target is not None and target.script and target.path and \
+                    FD_PATH.fullmatch(target.path):
+                target = self._through_fd(ev, target)
+                if isinstance(target, Drift) or target is None:
+                    return target
             if target is not None:
                 return self._file(target, container, prevented)
             return None
@@ -270,6 +280,34 @@ class DriftDetector:
         return _with(Drift(None, found.path, script, unknown_reason=v.reason,
                            prevented=prevented), v.digest)
 
+    @staticmethod
+    def _through_fd(ev, t: _Target) -> _Target | Drift | None:
+        """A script given as one of its process's descriptors (`sh /proc/self/fd/3`, a #!
+        script run as /dev/fd/3, `sh < script`): the file behind that descriptor, read
+        through the process's /proc entry while it runs. A pipe or socket is not a file
+        (None); a deleted file or a memfd is drift; a descriptor already closed, or a
+        process already gone, is reported as undecided — never passed as the image's."""
+        who, n = FD_PATH.fullmatch(t.path).groups()
+        prevented = bool(getattr(ev, "prevented", False))
+        if who not in (None, "self", "thread-self") and int(who) != ev.vpid:
+            return Drift(None, t.path, True, prevented=prevented, unknown_reason=f"its "
+                         f"script is another process's descriptor ({t.path})")
+        try:
+            target = os.readlink(f"/proc/{int(ev.pid)}/fd/{int(n)}")
+        except OSError:
+            if t.name == STDIN:
+                return None               # `sh < file` that already ended: not judged
+            return Drift(None, t.path, True, prevented=prevented, unknown_reason=f"its "
+                         f"script came through {t.path}, closed (or its process gone) before "
+                         "the agent could see which file it was")
+        if target.startswith("/memfd:"):
+            return Drift("fileless", target, True, prevented=prevented)
+        if not target.startswith("/"):
+            return None                   # pipe:[…], socket:[…]: a stream, not a file
+        if target.endswith(" (deleted)"):
+            return Drift("deleted", target[:-len(" (deleted)")], True, prevented=prevented)
+        return _Target(target, True, t.path)
+
     # -- what the program was asked to run ---------------------------------------------
     @staticmethod
     def _target(ev, cwd: str) -> _Target | None:
@@ -308,4 +346,6 @@ class DriftDetector:
             if a.startswith("-"):
                 continue
             return a
+        if getattr(ev, "stdin", None) == "file":
+            return STDIN                         # `sh < script`: its script is its stdin
         return None

@@ -63,11 +63,12 @@ def human_size(n: int) -> str:
 
 
 class _Job:
-    __slots__ = ("fd", "key", "size", "done", "result")
+    __slots__ = ("fd", "key", "size", "done", "result", "again")
 
     def __init__(self, fd: int, key: tuple | None, size: int | None,
                  result: Digest | None = None):
         self.fd, self.key, self.size, self.result = fd, key, size, result
+        self.again = False              # read twice: its digest is not cached
         self.done = threading.Event()
         if result is not None:
             self.done.set()
@@ -212,7 +213,7 @@ class Hasher:
             finally:
                 _close(job.fd)
             with self._lock:
-                if d.sha256 is not None:
+                if d.sha256 is not None and not job.again:
                     self._remember(job.key, d)
                     self.counts["hashed"] += 1
                 elif d.error and d.error.startswith("abandoned"):
@@ -221,7 +222,12 @@ class Hasher:
             job.result = d
             job.done.set()
 
-    def _read(self, job: _Job) -> Digest:
+    def _read(self, job: _Job, ref: tuple | None = None) -> Digest:
+        """sha256 of the file, checked against its (size, mtime, ctime) before (`ref`, at
+        first job.key's). It moved while being read: read once more against what it is now
+        (removing a file's last link moves its ctime — a program that deletes itself — and
+        so does a rewrite), then give up."""
+        ref = job.key[2:] if ref is None else ref
         h, n, limit = hashlib.sha256(), 0, self.max_bytes
         give_up = time.monotonic() + ABANDON_S
         while True:
@@ -235,9 +241,14 @@ class Hasher:
             if n > limit:
                 return Digest(job.size, None, "changed while it was being hashed")
         st = os.fstat(job.fd)
-        if n != job.size or (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != job.key[2:]:
-            return Digest(job.size, None, "changed while it was being hashed")
-        return Digest(job.size, h.hexdigest())
+        now = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if n != ref[0] or now != ref:
+            if job.again or st.st_size > limit:
+                return Digest(job.size, None, "changed while it was being hashed")
+            job.again = True
+            os.lseek(job.fd, 0, os.SEEK_SET)
+            return self._read(job, now)
+        return Digest(n, h.hexdigest())
 
 
 def _close(fd: int) -> None:

@@ -8,18 +8,15 @@ controls. Both ways of patching are tried: through a second open, and through th
 descriptor that was open while the agent compared."""
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import pytest
 
-from testbed.image import build_image
+from testbed.image import build_image_with_programs
 
 KILLED = 137
 MODIFIED = "Drift - modified image program run"
 PROBE = "/usr/local/bin/probe"
-HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 # patcher reopen|samefd PATH OFFSET: open PATH for writing (a copy-up the agent verifies),
 # wait for the agent, then write one byte at OFFSET — through a new open or through that
@@ -57,13 +54,8 @@ int main(int argc, char **argv) {
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     """The test image, with the patcher in it (a program of the image: it may run)."""
-    root = tmp_path_factory.mktemp("patchimage")
-    src, patcher, probe = root / "patcher.c", str(root / "patcher"), str(root / "probe")
-    src.write_text(PATCHER)
-    subprocess.run(["gcc", "-static", "-O2", "-o", patcher, str(src)], check=True)
-    subprocess.run(["gcc", "-static", "-O2", "-o", probe, os.path.join(HELPERS, "probe.c")],
-                   check=True)
-    return build_image(str(root), helpers={PROBE: probe, "/usr/local/bin/patcher": patcher})
+    return build_image_with_programs(str(tmp_path_factory.mktemp("patchimage")),
+                                     {"/usr/local/bin/patcher": PATCHER})
 
 
 def _exists(c, path):

@@ -6,18 +6,15 @@ enforced container that has set one up, a copied-up image file that user space h
 verified is drift (its writes may not have been seen)."""
 from __future__ import annotations
 
-import os
-import subprocess
 
 import pytest
 
-from testbed.image import build_image
+from testbed.image import build_image_with_programs
 
 KILLED = 137
 URING = "io_uring set up in a container"
 MODIFIED = "Drift - modified image program run"
 PROBE = "/usr/local/bin/probe"
-HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 # uring-patch PATH OFFSET: with the raw io_uring interface (no liburing), IORING_OP_OPENAT
 # PATH for writing, then IORING_OP_WRITE one byte "U" at OFFSET: no open(2), no write(2).
@@ -90,13 +87,8 @@ int main(int argc, char **argv) {
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     """The test image, with the io_uring patcher in it (a program of the image)."""
-    root = tmp_path_factory.mktemp("uringimage")
-    src, patch, probe = root / "uring.c", str(root / "uring-patch"), str(root / "probe")
-    src.write_text(URING_PATCH)
-    subprocess.run(["gcc", "-static", "-O2", "-o", patch, str(src)], check=True)
-    subprocess.run(["gcc", "-static", "-O2", "-o", probe, os.path.join(HELPERS, "probe.c")],
-                   check=True)
-    return build_image(str(root), helpers={PROBE: probe, "/usr/local/bin/uring-patch": patch})
+    return build_image_with_programs(str(tmp_path_factory.mktemp("uringimage")),
+                                     {"/usr/local/bin/uring-patch": URING_PATCH})
 
 
 def _exists(c, path):

@@ -41,3 +41,24 @@ def build_image(root: str, helpers: dict[str, str] | None = None) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy2(src, target)
     return rootfs
+
+
+PROBE_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "helpers", "probe.c")
+
+
+def build_image_with_programs(root: str, programs: dict[str, str]) -> str:
+    """The test image (busybox, and probe at /usr/local/bin/probe) plus programs of its own:
+    {path in the image: C source}, each built static with gcc — programs of the image, so
+    that drift prevention lets them run."""
+    helpers = {}
+    for dest, source in {"/usr/local/bin/probe": None, **programs}.items():
+        out = os.path.join(root, os.path.basename(dest))
+        src = PROBE_SOURCE
+        if source is not None:
+            src = out + ".c"
+            with open(src, "w") as f:
+                f.write(source)
+        subprocess.run(["gcc", "-static", "-O2", "-o", out, src], check=True)
+        helpers[dest] = out
+    return build_image(root, helpers=helpers)

@@ -411,6 +411,53 @@ def test_a_file_that_grows_while_it_is_hashed_is_cut_off(tmp_path):
     os.close(fd)
 
 
+def _job(path):
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+    return hashing._Job(fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                             st.st_ctime_ns), st.st_size)
+
+
+def test_a_file_whose_ctime_moves_once_while_hashed_is_read_again(tmp_path, monkeypatch):
+    """A program that deletes itself moves its own ctime (its last link goes) while the
+    agent hashes it: read once more against what it is now — and not cached."""
+    p = tmp_path / "self-deleting"
+    p.write_bytes(b"\x7fELF program")
+    real_read, calls = os.read, []
+
+    def read(fd, n):
+        calls.append(n)
+        if len(calls) == 2:                         # the first read has ended
+            os.unlink(p)
+        return real_read(fd, n)
+    monkeypatch.setattr(hashing.os, "read", read)
+    h, job = Hasher(), _job(p)
+    os.link(p, tmp_path / "second-link")            # so that unlink leaves it reachable
+    d = h._read(job)
+    assert d == Digest(12, hashlib.sha256(b"\x7fELF program").hexdigest())
+    assert job.again is True and len(calls) == 4    # two reads of the whole file
+    os.close(job.fd)
+    h.close()
+
+
+def test_a_file_that_keeps_moving_while_hashed_is_not_trusted(tmp_path, monkeypatch):
+    p = tmp_path / "moving"
+    p.write_bytes(b"content")
+    real_read = os.read
+
+    def read(fd, n):
+        out = real_read(fd, n)
+        if not out:
+            os.chmod(p, 0o600 if os.stat(p).st_mode & 0o100 else 0o700)   # ctime moves
+        return out
+    monkeypatch.setattr(hashing.os, "read", read)
+    h, job = Hasher(), _job(p)
+    assert h._read(job) == Digest(7, None, "changed while it was being hashed")
+    assert job.again is True
+    os.close(job.fd)
+    h.close()
+
+
 def test_a_slow_read_times_out_and_the_late_result_is_kept(tmp_path, monkeypatch):
     release = threading.Event()
     real_read = os.read
@@ -480,3 +527,32 @@ def test_no_descriptor_is_left_open(tmp_path):
     det.check(_exec("/etc/motd", ["/etc/motd"], upper=True, lower=True), c)
     time.sleep(0.2)                                   # the workers close what they hashed
     assert ours() == []
+
+
+def test_a_script_descriptor_that_cannot_be_resolved_any_more_fails_closed(tmp_path):
+    """`sh /proc/self/fd/3` whose process is gone when the agent looks: which file it ran
+    cannot be told, so it is undecided (an alert of unknown origin), never the image's; a
+    short `sh < file` is not judged; a live descriptor gives the file behind it."""
+    from types import SimpleNamespace
+    from agent.drift.detector import STDIN, DriftDetector, _Target
+    gone = SimpleNamespace(pid=2 ** 22 + 4321, vpid=7, prevented=False)
+    d = DriftDetector._through_fd(gone, _Target("/proc/self/fd/3", True, "/proc/self/fd/3"))
+    assert (d.kind, d.path, d.script, d.unknown_reason) == (
+        None, "/proc/self/fd/3", True, "its script came through /proc/self/fd/3, closed (or "
+        "its process gone) before the agent could see which file it was")
+    assert DriftDetector._through_fd(gone, _Target(STDIN, True, STDIN)) is None
+    other = DriftDetector._through_fd(gone, _Target("/proc/99/fd/3", True, "/proc/99/fd/3"))
+    assert other.unknown_reason == "its script is another process's descriptor (/proc/99/fd/3)"
+    p = tmp_path / "s.sh"
+    p.write_text("echo hi\n")
+    with open(p) as f:
+        me = SimpleNamespace(pid=os.getpid(), vpid=os.getpid(), prevented=False)
+        t = DriftDetector._through_fd(me, _Target(f"/dev/fd/{f.fileno()}", True, "x"))
+        assert (t.path, t.script) == (str(p), True)
+        os.unlink(p)
+        d = DriftDetector._through_fd(me, _Target(f"/proc/self/fd/{f.fileno()}", True, "x"))
+        assert (d.kind, d.path) == ("deleted", str(p))
+    r, w = os.pipe()
+    assert DriftDetector._through_fd(me, _Target(f"/proc/self/fd/{r}", True, "x")) is None
+    os.close(r), os.close(w)
+
