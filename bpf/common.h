@@ -337,4 +337,102 @@ static __always_inline void *file_of_fd(void *task, s64 fd)
     return READ_PTR(fdarr, (fd & 0xffffff) * 8);
 }
 
+
+/* Paths the kernel resolved, as text. A dentry walk written leaf first from the end of a
+ * per-CPU scratch buffer, so that the finished path lies at its end and a path too long for
+ * RPATH_LEN keeps its end (the file itself, not the padding before it). The walk crosses
+ * mounts up to the root of the process's mount namespace (a container's path inside the
+ * container) and is bounded: RPATH_DEPTH steps, one per dentry or mount crossed. Every
+ * offset into the buffer is masked into its half, so the verifier sees each copy in
+ * bounds whatever a name's length. */
+struct path_scratch {
+    char b[RPATH_LEN * 2];
+};
+BPF_PERCPU_ARRAY(path_scratch, struct path_scratch, 1);
+
+#define PS_OK 1
+#define PS_TRUNC 2
+#define NAME_MAX_MASK_ 255
+
+/* Write the path of (dentry, vfsmnt) to out (RPATH_LEN bytes, NUL-terminated) and its
+ * length with the NUL to *len. Returns 0 (out and *len untouched) when there is no path to
+ * a root (a pipe, a socket, an anonymous inode, a detached tree), else PS_OK, with PS_TRUNC
+ * when only its end fitted. */
+static __always_inline u32 path_str(void *dentry, void *vfsmnt, char *out, u32 *len)
+{
+    int zero = 0;
+    struct path_scratch *sc = path_scratch.lookup(&zero);
+    if (!sc || !dentry || !vfsmnt)
+        return 0;
+    u32 pos = RPATH_LEN - 1, res = PS_OK;
+    sc->b[RPATH_LEN - 1] = 0;
+    void *mnt = vfsmnt - MOUNT_MNT;
+    void *mnt_root = READ_PTR(vfsmnt, VFSMOUNT_ROOT);
+    int i;
+    for (i = 0; i < RPATH_DEPTH; i++) {
+        if (dentry == mnt_root) {
+            void *parent_mnt = READ_PTR(mnt, MOUNT_PARENT);
+            if (!parent_mnt || parent_mnt == mnt)
+                break;                          /* the namespace's root */
+            dentry = READ_PTR(mnt, MOUNT_MOUNTPOINT);
+            mnt = parent_mnt;
+            mnt_root = READ_PTR(mnt + MOUNT_MNT, VFSMOUNT_ROOT);
+            continue;
+        }
+        void *parent = READ_PTR(dentry, DENTRY_PARENT);
+        if (!parent || parent == dentry)
+            return 0;                           /* no path to a root */
+        u32 len = READ_U32(dentry, DENTRY_NAME_LEN);
+        if (len + 1 > pos) {
+            res |= PS_TRUNC;                    /* this name does not fit: keep what does */
+            break;
+        }
+        pos = (pos - len) & (RPATH_LEN - 1);
+        bpf_probe_read_kernel(&sc->b[pos], len & NAME_MAX_MASK_,
+                              READ_PTR(dentry, DENTRY_NAME_PTR));
+        pos = (pos - 1) & (RPATH_LEN - 1);
+        sc->b[pos] = '/';
+        dentry = parent;
+    }
+    if (i == RPATH_DEPTH)
+        res |= PS_TRUNC;
+    if (pos == RPATH_LEN - 1) {
+        pos -= 1;
+        sc->b[pos & (RPATH_LEN - 1)] = '/';    /* the root itself */
+    }
+    bpf_probe_read_kernel(out, RPATH_LEN, &sc->b[pos & (RPATH_LEN - 1)]);
+    *len = RPATH_LEN - pos;
+    return res;
+}
+
+/* The path (dentry and mount) of the file behind fd of the current task, or 0. */
+static __always_inline int fd_path(void *task, s64 fd, void **dentry, void **mnt)
+{
+    void *file = file_of_fd(task, fd);
+    if (!file)
+        return 0;
+    *dentry = READ_PTR(file, FILE_PATH_DENTRY);
+    *mnt = READ_PTR(file, FILE_PATH_MNT);
+    return 1;
+}
+
+#define AT_FDCWD_ -100
+
+/* The directory a path passed to a *at() syscall starts from: the process's root for an
+ * absolute path, its working directory for a relative one with AT_FDCWD, else dirfd's
+ * directory. User space joins the requested path to it. */
+static __always_inline int base_path(void *task, const char *requested, s32 dirfd,
+                                     void **dentry, void **mnt)
+{
+    if (requested[0] != '/' && dirfd != AT_FDCWD_)
+        return fd_path(task, dirfd, dentry, mnt);
+    void *fs = READ_PTR(task, TASK_FS);
+    if (!fs)
+        return 0;
+    int root = requested[0] == '/';
+    *dentry = READ_PTR(fs, root ? FS_ROOT_DENTRY : FS_PWD_DENTRY);
+    *mnt = READ_PTR(fs, root ? FS_ROOT_MNT : FS_PWD_MNT);
+    return 1;
+}
+
 #endif

@@ -7,6 +7,8 @@
 #define PATH_LEN 256
 #define NAME_LEN 64
 #define PATH_DEPTH 32
+#define RPATH_LEN 512
+#define RPATH_DEPTH 48
 #define ARGS_LEN 4096
 #define ARGS_TAIL 1024
 #define UNIX_PATH_LEN 108
@@ -19,6 +21,8 @@
 #define F_TRUNC_ARGS 0x4
 #define F_EXE_UNREACHABLE 0x8
 #define F_PREVENTED 0x10
+#define F_RESOLVED 0x20
+#define F_TRUNC_RPATH 0x40
 #define OVL_UPPER 1
 #define OVL_LOWER 2
 #define DRIFT_UPPER_ONLY 0x1
@@ -94,6 +98,8 @@ enum syscall_id {
     SYS_PKEY_MPROTECT = 37,
     SYS_SHMAT = 38,
     SYS_IO_URING_SETUP = 39,
+    SYS_IO_URING_OPENAT = 40,
+    SYS_IO_URING_OPENAT2 = 41,
 };
 
 struct event_hdr {
@@ -125,9 +131,15 @@ struct exec_event {
     u32 depth;
     u32 ovl;
     u32 args_total;
+    u64 stdin_ino;
+    u32 stdin_dev;
+    u32 stdin_fs_magic;
+    u32 stdin_nlink;
+    u32 stdin_ovl;
     char filename[256];
     char comps[32][64];
     char args[4096];
+    char stdin_path[512];
 };
 
 struct fork_event {
@@ -166,6 +178,7 @@ struct file_event {
     u32 flags;
     u32 mode;
     char path[256];
+    char rpath[512];
 };
 
 struct rename_event {
@@ -177,6 +190,8 @@ struct rename_event {
     u32 flags;
     char path[256];
     char new_path[256];
+    char rbase[512];
+    char rbase2[512];
 };
 
 struct net_event {

@@ -1,7 +1,11 @@
 /* File family: open/openat/openat2/creat, unlink/unlinkat, rename/renameat/renameat2,
  * chmod/fchmod/fchmodat(2). Arguments are kept at sys_enter, the event is sent at sys_exit
- * with the result, so a failed call is reported as failed. Paths are read at exit from the
- * caller's memory (as strace and opensnoop do). */
+ * with the result, so a failed call is reported as failed. The requested paths are read at
+ * exit from the caller's memory (as strace and opensnoop do) and kept as they were passed;
+ * what rules match is what the kernel resolved, walked at exit: for a successful open (and
+ * fchmod) the file behind the new descriptor, whatever spelling, padding, symlink or race
+ * led there; otherwise the directory the requested path starts from (root, working
+ * directory or dirfd), which user space joins it to. */
 #include "common.h"
 
 /* stash slots: a0 = path, a1 = flags, a2 = mode, a3 = dirfd or fd, a4 = second path */
@@ -50,6 +54,19 @@ static __always_inline void count_write(void *task, s64 fd)
     }
 }
 
+/* open, unlink and chmod events are built here and sent up to their resolved path's NUL
+ * (most of the 512 bytes are empty): opens are the bulk of the ring. */
+BPF_PERCPU_ARRAY(file_scratch, struct file_event, 1);
+
+static __always_inline void send_file_event(struct file_event *e, u32 rlen)
+{
+    if (rlen < 1 || rlen > RPATH_LEN)
+        rlen = 1;
+    if (events.ringbuf_output(e, __builtin_offsetof(struct file_event, rpath) + rlen,
+                             BPF_RB_NO_WAKEUP))
+        count_drop(e->hdr.kind);
+}
+
 static __always_inline int file_exit(long ret)
 {
     u32 tid = 0;
@@ -73,16 +90,26 @@ static __always_inline int file_exit(long ret)
             r->hdr.flags |= F_TRUNC_PATH;
         if (bpf_probe_read_user_str(r->new_path, PATH_LEN, (void *)in->a[4]) == PATH_LEN)
             r->hdr.flags |= F_TRUNC_PATH2;
+        void *task = (void *)bpf_get_current_task(), *d = 0, *m = 0;
+        r->rbase[0] = 0;
+        r->rbase2[0] = 0;
+        u32 len;
+        if (base_path(task, r->path, (s32)in->a[3], &d, &m) &&
+            (path_str(d, m, r->rbase, &len) & PS_TRUNC))
+            r->hdr.flags |= F_TRUNC_RPATH;
+        d = m = 0;
+        if (base_path(task, r->new_path, (s32)in->a[2], &d, &m) &&
+            (path_str(d, m, r->rbase2, &len) & PS_TRUNC))
+            r->hdr.flags |= F_TRUNC_RPATH;
         events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     } else if (kind == EV_OPEN || kind == EV_UNLINK || kind == EV_CHMOD) {
         /* a read-only open is bulk (see shed() in common.h); writes, creates never are */
         if (kind == EV_OPEN && !(in->a[1] & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_)) && shed(kind))
             goto out;
-        struct file_event *e = events.ringbuf_reserve(sizeof(struct file_event));
-        if (!e) {
-            count_drop(kind);
+        int zero = 0;
+        struct file_event *e = file_scratch.lookup(&zero);
+        if (!e)
             goto out;
-        }
         fill_hdr(&e->hdr, kind);
         e->ret = ret;
         e->sys = in->sys;
@@ -95,28 +122,61 @@ static __always_inline int file_exit(long ret)
         if (in->a[0] &&
             bpf_probe_read_user_str(e->path, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
             e->hdr.flags |= F_TRUNC_PATH;
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        void *task = (void *)bpf_get_current_task(), *d = 0, *m = 0;
+        int object = ret >= 0 && (kind == EV_OPEN || in->sys == SYS_FCHMOD), have;
+        e->rpath[0] = 0;
+        if (object)
+            have = fd_path(task, kind == EV_OPEN ? ret : (s32)in->a[3], &d, &m);
+        else
+            have = base_path(task, e->path, (s32)in->a[3], &d, &m);
+        u32 rlen = 1;
+        u32 got = have ? path_str(d, m, e->rpath, &rlen) : 0;
+        if (got && object)
+            e->hdr.flags |= F_RESOLVED;
+        if (got & PS_TRUNC)
+            e->hdr.flags |= F_TRUNC_RPATH;
+        send_file_event(e, rlen);
     }
 out:
     inflight.delete(&tid);
     return 0;
 }
 
-#define AT_FDCWD_ -100
+/* Every sys_exit_* of the family runs the one program below through a tail call, so that the
+ * verifier checks file_exit (and its path walks) once, not once per syscall: the probes
+ * load in half the time. The agent fills file_exit_prog at start (agent/sensor/probes.py);
+ * the exit tracepoints share one layout (struct syscall_exit). */
+struct syscall_exit {
+    u64 common;
+    long syscall_nr;
+    long ret;
+};
+BPF_PROG_ARRAY(file_exit_prog, 1);
+
+int file_exit_tail(struct syscall_exit *args)
+{
+    return file_exit(args->ret);
+}
+
+static __always_inline int file_exit_call(void *args)
+{
+    file_exit_prog.call(args, 0);
+    return 0;                      /* not reached unless the array is empty */
+}
 
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
     FILE_ENTER(EV_OPEN, SYS_OPEN, args->filename, args->flags, args->mode, AT_FDCWD_, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
     FILE_ENTER(EV_OPEN, SYS_OPENAT, args->filename, args->flags, args->mode, args->dfd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return file_exit_call(args); }
 
 #ifdef HAVE_sys_enter_openat2
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
@@ -128,7 +188,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
     stash(EV_OPEN, SYS_OPENAT2, (u64)args->filename, how[0], how[1], (s64)args->dfd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return file_exit_call(args); }
 #endif
 
 TRACEPOINT_PROBE(syscalls, sys_enter_creat)
@@ -137,21 +197,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_creat)
     FILE_ENTER(EV_OPEN, SYS_CREAT, args->pathname, 01101, args->mode, AT_FDCWD_, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
 {
     FILE_ENTER(EV_UNLINK, SYS_UNLINK, args->pathname, 0, 0, AT_FDCWD_, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
 {
     FILE_ENTER(EV_UNLINK, SYS_UNLINKAT, args->pathname, args->flag, 0, args->dfd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return file_exit_call(args); }
 
 /* rename slots: a0 = old path, a1 = flags, a2 = new dirfd, a3 = old dirfd, a4 = new path */
 TRACEPOINT_PROBE(syscalls, sys_enter_rename)
@@ -159,7 +219,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_rename)
     FILE_ENTER(EV_RENAME, SYS_RENAME, args->oldname, 0, AT_FDCWD_, AT_FDCWD_, args->newname);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
 {
@@ -167,7 +227,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
                args->newname);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
 {
@@ -175,28 +235,28 @@ TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
                args->olddfd, args->newname);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
 {
     FILE_ENTER(EV_CHMOD, SYS_CHMOD, args->filename, 0, args->mode, AT_FDCWD_, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
 {
     FILE_ENTER(EV_CHMOD, SYS_FCHMOD, 0, 0, args->mode, (s32)args->fd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return file_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
 {
     FILE_ENTER(EV_CHMOD, SYS_FCHMODAT, args->filename, 0, args->mode, args->dfd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return file_exit_call(args); }
 
 #ifdef HAVE_sys_enter_fchmodat2
 TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
@@ -204,5 +264,55 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
     FILE_ENTER(EV_CHMOD, SYS_FCHMODAT2, args->filename, args->flags, args->mode, args->dfd, 0);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return file_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return file_exit_call(args); }
+#endif
+
+#ifdef HAVE_URING_OPEN
+/* An open done through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2) is an open event like
+ * any other: reported when the request completes, in the process (or its io_uring worker
+ * thread, same files and cgroup), with the flags and mode of its struct io_open and the path
+ * walked from the new descriptor; opened for writing, it is counted as a write. What it
+ * cannot give: the requested text (freed by then), and a path for an open into the ring's
+ * fixed-file table (no descriptor: reported, not resolved). */
+#define IORING_OP_OPENAT_ 18
+#define IORING_OP_OPENAT2_ 28
+TRACEPOINT_PROBE(io_uring, io_uring_complete)
+{
+    if (!is_watched())
+        return 0;
+    void *req = args->req;
+    u8 op = 0;
+    bpf_probe_read_kernel(&op, 1, req + IO_KIOCB_OPCODE);
+    if (op != IORING_OP_OPENAT_ && op != IORING_OP_OPENAT2_)
+        return 0;
+    u32 oflags = (u32)READ_U64(req, IO_OPEN_HOW_FLAGS);
+    s64 ret = args->res;
+    if (!(oflags & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_)) && shed(EV_OPEN))
+        return 0;
+    int zero = 0;
+    struct file_event *e = file_scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    fill_hdr(&e->hdr, EV_OPEN);
+    e->ret = ret;
+    e->sys = op == IORING_OP_OPENAT_ ? SYS_IO_URING_OPENAT : SYS_IO_URING_OPENAT2;
+    e->flags = oflags;
+    e->mode = (u32)READ_U64(req, IO_OPEN_HOW_MODE);
+    e->fd = (s32)READ_U32(req, IO_OPEN_DFD);
+    e->path[0] = 0;
+    e->rpath[0] = 0;
+    void *task = (void *)bpf_get_current_task(), *d = 0, *m = 0;
+    u32 rlen = 1;
+    if (ret >= 0 && READ_U32(req, IO_OPEN_FILE_SLOT) == 0) {
+        if (oflags & (O_ACCMODE_ | O_TRUNC_ | O_CREAT_))
+            count_write(task, ret);
+        u32 got = fd_path(task, ret, &d, &m) ? path_str(d, m, e->rpath, &rlen) : 0;
+        if (got)
+            e->hdr.flags |= F_RESOLVED;
+        if (got & PS_TRUNC)
+            e->hdr.flags |= F_TRUNC_RPATH;
+    }
+    send_file_event(e, rlen);
+    return 0;
+}
 #endif

@@ -161,6 +161,31 @@ static __always_inline u32 ovl_layers(void *inode, u32 fs_magic)
 #endif
 }
 
+#define S_IFREG_ 0100000
+/* fd 0 of the new program when it is a regular file (`sh < script`): its inode, layers and
+ * resolved path, so that user space can judge the script without looking at /proc/PID/fd
+ * (gone when a short script has already ended). */
+static __always_inline void stdin_facts(void *task, struct exec_event *e)
+{
+    e->stdin_path[0] = 0;
+    e->stdin_ino = 0;
+    if ((e->fd_mode[0] & S_IFMT_) != S_IFREG_)
+        return;
+    void *file = file_of_fd(task, 0);
+    if (!file)
+        return;
+    void *inode = READ_PTR(file, FILE_INODE);
+    void *sb = READ_PTR(inode, INODE_SB);
+    e->stdin_ino = READ_U64(inode, INODE_INO);
+    e->stdin_dev = READ_U32(sb, SB_DEV);
+    e->stdin_fs_magic = (u32)READ_U64(sb, SB_MAGIC);
+    e->stdin_nlink = READ_U32(inode, INODE_NLINK);
+    e->stdin_ovl = ovl_layers(inode, e->stdin_fs_magic);
+    u32 len;
+    path_str(READ_PTR(file, FILE_PATH_DENTRY), READ_PTR(file, FILE_PATH_MNT), e->stdin_path,
+             &len);
+}
+
 /* Is this file drift that the kernel can decide on alone? DRIFT_* bits, 0 if not: not in the
  * image's layers (upper only), possibly modified (an upper copy opened for writing since it
  * was copied up and not found unchanged by user space since), on tmpfs, or deleted. A memfd
@@ -269,6 +294,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
                        e->comps, &e->hdr.flags);
 
     fd_identity(task, 0, &e->fd_mode[0], &e->fd_rdev[0]);
+    stdin_facts(task, e);
     fd_identity(task, 1, &e->fd_mode[1], &e->fd_rdev[1]);
     fd_identity(task, 2, &e->fd_mode[2], &e->fd_rdev[2]);
 

@@ -97,6 +97,8 @@ def to_proto(rec: dict) -> pb.Alert:
             e.file.flags.extend(f.get("file.flags") or ())
             e.file.mode, e.file.result = int(f.get("file.mode") or 0), \
                 int(f.get("event.result") or 0)
+            e.file.requested_path = _s(f.get("file.requested_path"))
+            e.file.resolved = bool(f.get("file.resolved"))
         elif kind in ("connect", "accept", "bind", "listen"):
             n = e.network
             n.family, n.protocol = _s(f.get("net.family")), _s(f.get("net.protocol"))

@@ -289,23 +289,41 @@ class DriftDetector:
         process already gone, is reported as undecided — never passed as the image's."""
         who, n = FD_PATH.fullmatch(t.path).groups()
         prevented = bool(getattr(ev, "prevented", False))
+        facts = getattr(ev, "stdin_facts", None)
+        if t.name == STDIN and facts is not None:
+            # the kernel said at exec what fd 0 is: no look at /proc, no race with the end
+            # of a short script
+            _ino, _dev, fs, links, _upper, _lower = facts
+            path = ev.stdin_path
+            if not path:                  # no path to a root: a memfd (or a detached tree)
+                return Drift("fileless" if fs in MEMORY_FS else "deleted", STDIN, True,
+                             prevented=prevented)
+            if links == 0:
+                return Drift("deleted", path, True, prevented=prevented)
+            if fs in MEMORY_FS:
+                return Drift("tmpfs", path, True, prevented=prevented)
+            return _Target(path, True, t.path)
         if who not in (None, "self", "thread-self") and int(who) != ev.vpid:
             return Drift(None, t.path, True, prevented=prevented, unknown_reason=f"its "
                          f"script is another process's descriptor ({t.path})")
+        fd_link = f"/proc/{int(ev.pid)}/fd/{int(n)}"
         try:
-            target = os.readlink(f"/proc/{int(ev.pid)}/fd/{int(n)}")
+            target = os.readlink(fd_link)
+            links = os.stat(fd_link).st_nlink if target.startswith("/") else 1
         except OSError:
             if t.name == STDIN:
                 return None               # `sh < file` that already ended: not judged
             return Drift(None, t.path, True, prevented=prevented, unknown_reason=f"its "
                          f"script came through {t.path}, closed (or its process gone) before "
                          "the agent could see which file it was")
-        if target.startswith("/memfd:"):
-            return Drift("fileless", target, True, prevented=prevented)
         if not target.startswith("/"):
             return None                   # pipe:[…], socket:[…]: a stream, not a file
-        if target.endswith(" (deleted)"):
-            return Drift("deleted", target[:-len(" (deleted)")], True, prevented=prevented)
+        if links == 0:                    # the file's own count, not the link's text (a
+            # file may be named "x (deleted)"); the text only names the kind
+            if target.startswith("/memfd:"):
+                return Drift("fileless", target, True, prevented=prevented)
+            return Drift("deleted", target.removesuffix(" (deleted)"), True,
+                         prevented=prevented)
         return _Target(target, True, t.path)
 
     # -- what the program was asked to run ---------------------------------------------

@@ -46,6 +46,15 @@ def _basename(path):
     return path.rsplit("/", 1)[-1] if path else path
 
 
+def _own_proc(item):
+    """file.path is below /proc/<the process's own pid>/ (its own memory, maps, environ;
+    /proc/self and /proc/thread-self resolve there)."""
+    p = getattr(item.event, "path", None)
+    if not p or not p.startswith("/proc/"):
+        return False
+    return p[6:].split("/", 1)[0] == str(item.event.vpid)
+
+
 def _container(attr):
     def get(item, _a=attr):
         c = item.container
@@ -133,6 +142,7 @@ _SPECS = [
     ("proc.exe_truncated", BOOL, {"exec"}, _ev("exe_truncated")),
     ("proc.stdin", STR, {"exec"}, _ev("stdin")),
     ("proc.stdout", STR, {"exec"}, _ev("stdout")),
+    ("proc.stdin_path", STR, {"exec"}, _ev("stdin_path")),
     ("proc.stderr", STR, {"exec"}, _ev("stderr")),
     ("exec.filename", STR, {"exec"}, _ev("filename")),
     ("fork.child_pid", INT, {"fork"}, _ev("child_pid")),
@@ -145,6 +155,9 @@ _SPECS = [
     ("file.flags", STRS, FILE, _ev("flags")),
     ("file.mode", INT, FILE, _ev("mode")),
     ("file.path_truncated", BOOL, FILE | MAPPING, _ev("path_truncated")),
+    ("file.requested_path", STR, FILE, _ev("requested_path")),
+    ("file.resolved", BOOL, FILE, _ev("resolved")),
+    ("file.own_proc", BOOL, FILE, _own_proc),
     ("file.fd", INT, FILE, _ev("fd")),
     ("file.setuid", BOOL, {"chmod"}, lambda i: bool(getattr(i.event, "mode", 0) & 0o4000)),
     ("file.setgid", BOOL, {"chmod"}, lambda i: bool(getattr(i.event, "mode", 0) & 0o2000)),

@@ -190,6 +190,12 @@ OFFSETS = {
     "FILE_PRIVATE": "file.private_data",
     "DENTRY_PARENT": "dentry.d_parent",
     "DENTRY_NAME_PTR": "dentry.d_name.name",
+    "DENTRY_NAME_LEN": "dentry.d_name.len",
+    "TASK_FS": "task_struct.fs",
+    "FS_ROOT_MNT": "fs_struct.root.mnt",
+    "FS_ROOT_DENTRY": "fs_struct.root.dentry",
+    "FS_PWD_MNT": "fs_struct.pwd.mnt",
+    "FS_PWD_DENTRY": "fs_struct.pwd.dentry",
     "MOUNT_MNT": "mount.mnt",
     "MOUNT_PARENT": "mount.mnt_parent",
     "MOUNT_MOUNTPOINT": "mount.mnt_mountpoint",
@@ -228,6 +234,15 @@ OFFSETS = {
 # Offsets that only some kernels have; the probes compile the code that needs them only when
 # they resolve (HAVE_<group>).
 OPTIONAL_OFFSETS = {
+    # io_uring opens: the request's opcode and its struct io_open (the request's command
+    # area, at its start), read when an IORING_OP_OPENAT(2) completes (bpf/file.c)
+    "URING_OPEN": {
+        "IO_KIOCB_OPCODE": "io_kiocb.opcode",
+        "IO_OPEN_DFD": "io_open.dfd",
+        "IO_OPEN_FILE_SLOT": "io_open.file_slot",
+        "IO_OPEN_HOW_FLAGS": "io_open.how.flags",
+        "IO_OPEN_HOW_MODE": "io_open.how.mode",
+    },
     "OVL": {  # overlayfs: which layers an executable is in (drift detection and prevention)
         "OVL_INODE_VFS": "ovl_inode.vfs_inode",
         "OVL_INODE_UPPER": "ovl_inode.__upperdentry",

@@ -11,7 +11,8 @@ from .events import (CgroupEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, Mm
 _HDR = layout.HEADER_STRUCT
 _HDR_SIZE = layout.sizeof("event_hdr")
 _BODY = {name: layout.body_struct(name) for name in layout.STRUCTS}
-_SIZE = {name: layout.sizeof(name) for name in layout.STRUCTS}
+_SIZE = {name: layout.min_size(name) for name in layout.STRUCTS}
+_TAIL = {name: layout.offsets(name)[m] for name, m in layout.VARIABLE_TAIL.items()}
 _KIND_NAME = {i: k for k, i in layout.KIND_ID.items()}
 _STRUCT_OF = {layout.KIND_ID[k]: s for k, s in layout.STRUCT_OF_KIND.items()}
 _SYSCALL_NAME = {i: s for s, i in layout.SYSCALL_ID.items()}
@@ -68,16 +69,19 @@ def decode(raw: bytes):
         raise MalformedEvent(f"unknown event kind {kind_id}")
     if len(raw) < _SIZE[sname]:
         raise MalformedEvent(f"{_KIND_NAME[kind_id]} record of {len(raw)} bytes, "
-                             f"expected {_SIZE[sname]}")
+                             f"expected at least {_SIZE[sname]}")
     kind = _KIND_NAME[kind_id]
     common = (kind, ts, pid, tid, ppid, vpid, uid, gid, _comm(comm), cgroup_id, pidns, mntns)
     body = _BODY[sname].unpack_from(raw, _HDR_SIZE)
+    tail = _TAIL.get(sname)
+    if tail is not None:
+        body += (raw[tail:],)
     return _DECODERS[sname](common, flags, body)
 
 
 def _exec(common, flags, b) -> ExecEvent:
     (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, total,
-     filename, comps, args) = b
+     s_ino, s_dev, s_magic, s_nlink, s_ovl, filename, comps, args, s_path) = b
     exe = _path(comps, depth)
     argv = args[:min(args_len, layout.ARGS_LEN)]
     args_truncated = bool(flags & _F["TRUNC_ARGS"])
@@ -97,7 +101,9 @@ def _exec(common, flags, b) -> ExecEvent:
         bool(ovl & layout.OVL_UPPER), bool(ovl & layout.OVL_LOWER),
         bool(flags & _F["PREVENTED"]), text(filename),
         tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
-        names.fd_kind(m2, r2)))
+        names.fd_kind(m2, r2), text(s_path) if s_ino else "",
+        (s_ino, names.user_dev(s_dev), names.FS_MAGIC.get(s_magic, f"{s_magic:#x}"), s_nlink,
+         bool(s_ovl & layout.OVL_UPPER), bool(s_ovl & layout.OVL_LOWER)) if s_ino else None))
 
 
 def _argv(block: bytes) -> list[str]:
@@ -168,7 +174,7 @@ def _syscall(sys_id: int, ret: int) -> tuple[str, int, str | None]:
 
 
 def _file(common, flags, b) -> FileEvent:
-    ret, fd, sys_id, fflags, mode, path = b
+    ret, fd, sys_id, fflags, mode, path, rpath = b
     kind = common[0]
     if kind == "open":
         fnames = names.open_flags(fflags)
@@ -178,15 +184,46 @@ def _file(common, flags, b) -> FileEvent:
     else:
         fnames = names.bit_names(fflags, names.CHMOD_FLAGS)
         mode &= 0o7777
+    requested = text(path)
+    resolved = bool(flags & _F["RESOLVED"])
+    if resolved:
+        where, cut = text(rpath), bool(flags & _F["TRUNC_RPATH"])
+    else:
+        where, cut = joined(text(rpath), requested), bool(flags & _TRUNC_ANY)
     return _tnew(FileEvent, common + _syscall(sys_id, ret) + (
-        text(path), None, fnames, mode, fd, bool(flags & _F["TRUNC_PATH"])))
+        where, None, fnames, mode, fd, cut, requested, resolved))
+
+
+_TRUNC_ANY = _F["TRUNC_PATH"] | _F["TRUNC_PATH2"] | _F["TRUNC_RPATH"]
+
+
+def joined(base: str, requested: str) -> str:
+    """A requested path joined to the directory the kernel said it starts from (root for an
+    absolute path, cwd or dirfd for a relative one) and normalised: `//`, `.` and `..` (at
+    the root `..` stays there), as the kernel walks them when no symlink is on the way.
+    Without a start directory (gone before the walk) an absolute path is still normalised;
+    a relative one is kept as it was."""
+    if not base:
+        if not requested.startswith("/"):
+            return requested
+        base = "/"
+    parts: list[str] = []
+    for comp in (base + "/" + requested).split("/"):
+        if comp == "..":
+            if parts:
+                parts.pop()
+        elif comp and comp != ".":
+            parts.append(comp)
+    return "/" + "/".join(parts)
 
 
 def _rename(common, flags, b) -> FileEvent:
-    ret, olddirfd, _newdirfd, sys_id, rflags, path, new_path = b
+    ret, olddirfd, _newdirfd, sys_id, rflags, path, new_path, rbase, rbase2 = b
+    requested = text(path)
     return _tnew(FileEvent, common + _syscall(sys_id, ret) + (
-        text(path), text(new_path), names.bit_names(rflags, names.RENAME_FLAGS), 0, olddirfd,
-        bool(flags & (_F["TRUNC_PATH"] | _F["TRUNC_PATH2"]))))
+        joined(text(rbase), requested), joined(text(rbase2), text(new_path)),
+        names.bit_names(rflags, names.RENAME_FLAGS), 0, olddirfd,
+        bool(flags & _TRUNC_ANY), requested, False))
 
 
 _NO_REMOTE = ("bind", "listen")  # a socket being bound or put to listen has no peer

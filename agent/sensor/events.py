@@ -69,7 +69,12 @@ ExecEvent = _event("ExecEvent", (
     ("stdin", "proc.stdin", str),           # tty | pipe | socket | file | chardev | dir | none
     ("stdout", "proc.stdout", str),
     ("stderr", "proc.stderr", str),
-), "exec: a process started a program.")
+    ("stdin_path", "proc.stdin_path", str),  # stdin a regular file: its resolved path
+), "exec: a process started a program.", extra=(
+    # stdin a regular file (`sh < script`), from the kernel at exec: (inode, dev as stat
+    # reports it, fs, links, upper layer, lower layer); None otherwise
+    ("stdin_facts", Optional[tuple]),
+))
 
 MmapEvent = _event("MmapEvent", (
     ("syscall", "event.syscall", str),      # mmap | mprotect | pkey_mprotect | shmat
@@ -102,12 +107,15 @@ ExitEvent = _event("ExitEvent", (
 ), "exit: the last thread of a process ended.")
 
 FileEvent = _event("FileEvent", SYSCALL + (
-    ("path", "file.path", str),             # as passed (relative to file.fd if not absolute)
-    ("new_path", "file.new_path", Optional[str]),   # rename target
+    ("path", "file.path", str),             # resolved: what the kernel opened, or the
+                                            # requested path joined to its start directory
+    ("new_path", "file.new_path", Optional[str]),   # rename target, resolved the same way
     ("flags", "file.flags", tuple),         # O_* (open), AT_* (unlink), RENAME_* (rename)
     ("mode", "file.mode", int),             # permission bits (open with O_CREAT, chmod)
     ("fd", "file.fd", int),                 # directory fd (AT_FDCWD = -100) or fchmod's fd
     ("path_truncated", "file.path_truncated", bool),
+    ("requested_path", "file.requested_path", str),  # as the caller passed it
+    ("resolved", "file.resolved", bool),    # file.path is the file the kernel opened
 ), "open, unlink, rename, chmod.")
 
 NetEvent = _event("NetEvent", SYSCALL + (

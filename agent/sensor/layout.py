@@ -15,6 +15,8 @@ COMM_LEN = 16
 PATH_LEN = 256          # file paths as passed to a syscall
 NAME_LEN = 64           # one component of the executable's path (dentry name)
 PATH_DEPTH = 32         # dentries (plus mount crossings) walked for the executable's path
+RPATH_LEN = 512         # a path the kernel resolved, as text; longer: its end is kept
+RPATH_DEPTH = 48        # dentries (plus mount crossings) walked for a resolved path
 ARGS_LEN = 4096         # argv bytes (NUL-separated) copied from the new program's stack
 ARGS_TAIL = 1024        # of which, when argv is longer: its last bytes (the rest: its head)
 MAX_ARGS = 64           # argv entries kept by the decoder
@@ -56,6 +58,7 @@ SYSCALLS = (
     "memfd_create", "init_module", "finit_module",
     "mmap", "mprotect", "pkey_mprotect", "shmat",
     "io_uring_setup",
+    "io_uring_openat", "io_uring_openat2",   # not syscalls: io_uring requests (open kind)
 )
 SYSCALL_ID = {name: i + 1 for i, name in enumerate(SYSCALLS)}
 
@@ -67,6 +70,11 @@ FLAGS = {
     "EXE_UNREACHABLE": 1 << 3,  # the executable's dentry walk hit a detached dentry
     "PREVENTED": 1 << 4,     # exec, mmap_exec: drift prevention killed the process before
                              # the program (or the mapped code) ran
+    "RESOLVED": 1 << 5,      # file events: rpath is the object the kernel opened (walked
+                             # from the new descriptor, or fchmod's); else rpath is the
+                             # directory the requested path starts from (root, cwd, dirfd)
+    "TRUNC_RPATH": 1 << 6,   # a resolved path was longer than RPATH_LEN or RPATH_DEPTH:
+                             # its end is kept
 }
 # exec_event.ovl bits: where an overlayfs executable lives
 OVL_UPPER = 1               # it has a copy in the writable (upper) layer
@@ -124,8 +132,12 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
         "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth", "u32 ovl",
         "u32 args_total",
+        # fd 0 when it is a regular file (`sh < script`): what it is, from the kernel, so
+        # that the script is judged even when the process is gone before user space looks
+        "u64 stdin_ino", "u32 stdin_dev", "u32 stdin_fs_magic", "u32 stdin_nlink",
+        "u32 stdin_ovl",
         f"char filename[{PATH_LEN}]", f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
-        f"char args[{ARGS_LEN}]",
+        f"char args[{ARGS_LEN}]", f"char stdin_path[{RPATH_LEN}]",
     )),
     "fork_event": tuple(_f(s) for s in ("u32 child_pid", "u32 child_tid")),
     # code mapped executable from a file that is drift (mmap/mprotect/pkey_mprotect with
@@ -136,13 +148,16 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
     )),
     "exit_event": tuple(_f(s) for s in ("u32 code", "u32 threads")),
+    # path/new_path: as the caller passed them; rpath/rbase/rbase2: walked by the kernel
+    # (bpf/common.h path_str), empty when there was nothing to walk
     "file_event": tuple(_f(s) for s in (
         "s64 ret", "s32 fd", "u32 sys", "u32 flags", "u32 mode",
-        f"char path[{PATH_LEN}]",
+        f"char path[{PATH_LEN}]", f"char rpath[{RPATH_LEN}]",
     )),
     "rename_event": tuple(_f(s) for s in (
         "s64 ret", "s32 olddirfd", "s32 newdirfd", "u32 sys", "u32 flags",
         f"char path[{PATH_LEN}]", f"char new_path[{PATH_LEN}]",
+        f"char rbase[{RPATH_LEN}]", f"char rbase2[{RPATH_LEN}]",
     )),
     "net_event": tuple(_f(s) for s in (
         "s64 ret", "s32 fd", "u32 sys", "u16 family", "u16 sport", "u16 dport",
@@ -157,6 +172,10 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         "u64 id", "s32 root", "u32 level", f"char path[{CGROUP_PATH_LEN}]",
     )),
 }
+
+# Structs whose last member is sent only up to its NUL (bpf_ringbuf_output of a computed
+# size): most of a 512-byte resolved path is empty, and opens are the bulk of the ring.
+VARIABLE_TAIL = {"file_event": "rpath"}
 
 STRUCT_OF_KIND = {
     "exec": "exec_event", "fork": "fork_event", "exit": "exit_event",
@@ -229,10 +248,21 @@ HEADER_STRUCT = struct.Struct(struct_format(HEADER))
 
 
 def body_struct(name: str) -> struct.Struct:
-    """Format of the members after the header, to unpack at offset sizeof(event_hdr)."""
+    """Format of the members after the header, to unpack at offset sizeof(event_hdr); for a
+    struct of VARIABLE_TAIL, of the members before its tail."""
     hdr_size = sizeof("event_hdr")
-    fmt = struct_format(STRUCTS[name], hdr_size)
+    fields = STRUCTS[name]
+    if name in VARIABLE_TAIL:
+        fields = tuple(f for f in fields if f.name != VARIABLE_TAIL[name])
+    fmt = struct_format(fields, hdr_size)
     return struct.Struct(fmt)
+
+
+def min_size(name: str) -> int:
+    """The shortest record of a struct: its whole size, or up to its variable tail's NUL."""
+    if name in VARIABLE_TAIL:
+        return offsets(name)[VARIABLE_TAIL[name]] + 1
+    return sizeof(name)
 
 
 def c_header() -> str:
@@ -245,7 +275,8 @@ def c_header() -> str:
         "",
     ]
     for const, val in (("COMM_LEN", COMM_LEN), ("PATH_LEN", PATH_LEN), ("NAME_LEN", NAME_LEN),
-                       ("PATH_DEPTH", PATH_DEPTH), ("ARGS_LEN", ARGS_LEN),
+                       ("PATH_DEPTH", PATH_DEPTH), ("RPATH_LEN", RPATH_LEN),
+                       ("RPATH_DEPTH", RPATH_DEPTH), ("ARGS_LEN", ARGS_LEN),
                        ("ARGS_TAIL", ARGS_TAIL),
                        ("UNIX_PATH_LEN", UNIX_PATH_LEN), ("SHORT_STR", SHORT_STR),
                        ("CGROUP_PATH_LEN", CGROUP_PATH_LEN),

@@ -159,6 +159,9 @@ class Sensor:
                 flags.append(f"-DHAVE_{tp}")
             else:
                 self.unavailable[tp[len("sys_enter_"):]] = why
+        if "HAVE_URING_OPEN" in extra and not tracepoint_exists("io_uring", "io_uring_complete"):
+            flags.remove("-DHAVE_URING_OPEN=1")
+            self.unavailable["uring_open"] = "no io_uring:io_uring_complete tracepoint"
         return flags
 
     def source(self) -> str:
@@ -193,6 +196,12 @@ class Sensor:
             self._bpf = BPF(text=self.source().encode(), cflags=cflags)
         except Exception as e:  # bcc raises plain Exception on compile or load failure
             raise SensorError(f"loading the probes failed: {e}") from None
+        if "file" in self.families:      # the one program every file sys_exit tail-calls
+            try:
+                tail = self._bpf.load_func(b"file_exit_tail", BPF.TRACEPOINT)
+            except Exception as e:
+                raise SensorError(f"loading the probes failed: {e}") from None
+            self._bpf[b"file_exit_prog"][ctypes.c_int(0)] = ctypes.c_int(tail.fd)
         self._write_config()
         events = self._bpf[b"events"]
         if ring.available():

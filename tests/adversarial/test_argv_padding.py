@@ -61,14 +61,17 @@ def test_short_arguments_raise_nothing_about_length(agent_factory, containers):
     agent.assert_none(PATH_CUT, c.id, since=m, wait=0)
 
 
-def test_a_path_padded_past_the_buffer_is_flagged(agent_factory, containers):
-    """`/etc/` + 300 slashes + `shadow` is the shadow file to the kernel, and longer than
-    the 255 bytes the probe copies: the path rules cannot see it, the truncation rule does."""
+def test_a_file_deeper_than_the_resolved_path_keeps_is_flagged(agent_factory, containers):
+    """Padding no longer cuts a path (file.path is the kernel's: tests/adversarial/
+    test_path_spellings.py); a file more than 511 bytes deep does. Its path keeps its end
+    (the file's own name, for rules on it), and the truncation rule fires."""
     agent = agent_factory()
     c = containers()
+    deep = "/tmp/" + "/".join(["d" * 120] * 5)
     m = agent.mark()
-    c.sh("cat /etc/" + "/" * 300 + "shadow > /dev/null")
+    c.sh(f"mkdir -p {deep} && cd {deep} && touch s && cat s")
     a = agent.wait_for(PATH_CUT, c.id, since=m)
     f = a["fields"]
-    assert (f["file.path_truncated"], f["event.kind"], f["proc.name"]) == (True, "open", "cat")
-    assert f["file.path"].startswith("/etc/////") and len(f["file.path"]) == 255
+    assert (f["file.path_truncated"], f["event.kind"], f["file.resolved"]) == (True, "open", True)
+    assert f["file.path"].endswith("/" + "d" * 120 + "/s") and len(f["file.path"]) < 512
+    assert (deep + "/s").endswith(f["file.path"])

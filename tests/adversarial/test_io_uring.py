@@ -18,6 +18,7 @@ PROBE = "/usr/local/bin/probe"
 
 # uring-patch PATH OFFSET: with the raw io_uring interface (no liburing), IORING_OP_OPENAT
 # PATH for writing, then IORING_OP_WRITE one byte "U" at OFFSET: no open(2), no write(2).
+# uring-patch PATH read: IORING_OP_OPENAT PATH for reading, and exit.
 URING_PATCH = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -70,9 +71,11 @@ int main(int argc, char **argv) {
     op.opcode = IORING_OP_OPENAT;
     op.fd = AT_FDCWD;
     op.addr = (unsigned long)argv[1];
-    op.open_flags = O_WRONLY;
+    int reading = !strcmp(argv[2], "read");           /* uring-patch PATH read: only open */
+    op.open_flags = reading ? O_RDONLY : O_WRONLY;
     int fd = run(&op);
     if (fd < 0) return 67;
+    if (reading) return 0;
     memset(&op, 0, sizeof op);
     op.opcode = IORING_OP_WRITE;
     op.fd = fd;
@@ -109,11 +112,31 @@ def test_an_image_binary_patched_through_io_uring_never_runs(agent_factory, cont
     assert (f["event.kind"], f["event.syscall"], f["io_uring.entries"], f["proc.exe"]) == (
         "io_uring", "io_uring_setup", 4, "/usr/local/bin/uring-patch")
     assert f["io_uring.flags"] == [] and f["event.result"] >= 3      # the ring's fd
+    # the io_uring open is an open event, resolved from its descriptor, and a write
+    w = agent.wait_for("Write below a binary directory", c.id, since=m)
+    f = w["fields"]
+    assert (f["event.syscall"], f["file.path"], f["file.resolved"], f["file.flags"]) == (
+        "io_uring_openat", PROBE, True, ["O_WRONLY", "O_LARGEFILE"])  # io_uring adds it
     r = c.exec(PROBE, "touch", "/tmp/ran", check=False)
     assert r.returncode == KILLED, r                   # before: it ran
     assert not _exists(c, "/tmp/ran")
     d = agent.wait_for(MODIFIED, c.id, since=m)
     assert (d["fields"]["proc.exe"], d["fields"]["drift.prevented"]) == (PROBE, True)
+
+
+def test_a_file_read_through_io_uring_raises_the_file_rules(agent_factory, containers):
+    """IORING_OP_OPENAT of the shadow file, spelled //etc/./shadow: no open(2) at all, and
+    still the shadow rule, with the path the kernel opened."""
+    agent = agent_factory()
+    c = containers()
+    m = agent.mark()
+    r = c.exec("/usr/local/bin/uring-patch", "//etc/./shadow", "read", check=False)
+    assert r.returncode == 0, r
+    a = agent.wait_for("Shadow file read in a container", c.id, since=m)
+    f = a["fields"]
+    assert (f["event.syscall"], f["file.path"], f["file.resolved"], f["file.fd"]) == (
+        "io_uring_openat", "/etc/shadow", True, -100)
+    assert (f["file.requested_path"], f["event.result"] >= 0) == ("", True)
 
 
 def test_without_io_uring_a_chmod_copy_up_still_runs(agent_factory, containers):

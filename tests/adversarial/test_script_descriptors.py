@@ -44,3 +44,30 @@ def test_an_image_file_or_a_pipe_on_stdin_is_not_drift(agent_factory, containers
     c.sh("echo 'echo hi' | sh")                                  # a pipe: not a file
     agent.assert_none(SCRIPT, c.id, since=m)
     agent.assert_none(UNKNOWN, c.id, since=m, wait=0)
+
+
+def test_a_short_script_on_stdin_is_judged_from_what_the_kernel_saw(agent_factory, containers):
+    """`sh < script` that has ended before the agent could look at /proc/PID/fd/0: the exec
+    event carries fd 0's resolved path, inode and layers from the kernel, so there is no race
+    with the end of the script (it was not judged at all before)."""
+    agent = agent_factory()
+    c = containers()
+    c.exec("/bin/sh", "-c", "cat > /tmp/q.sh", input=b"echo quick\n")
+    m = agent.mark()
+    assert c.sh("exec sh < /tmp/q.sh").stdout.strip() == b"quick"
+    a = agent.wait_for(SCRIPT, c.id, since=m)
+    f = a["fields"]
+    assert (f["drift.kind"], f["drift.path"], f["drift.script"]) == ("new", "/tmp/q.sh", True)
+    assert (f["proc.stdin"], f["proc.stdin_path"]) == ("file", "/tmp/q.sh")
+
+
+def test_a_deleted_script_on_stdin_is_deleted_drift(agent_factory, containers):
+    agent = agent_factory()
+    c = containers()
+    c.exec("/bin/sh", "-c", "cat > /tmp/d.sh", input=b"echo gone\n")
+    m = agent.mark()
+    r = c.sh("exec 0</tmp/d.sh; rm /tmp/d.sh; exec sh")
+    assert r.stdout.strip() == b"gone"
+    a = agent.wait_for("Drift - deleted program run", c.id, since=m)
+    f = a["fields"]
+    assert (f["drift.kind"], f["drift.path"], f["drift.script"]) == ("deleted", "/tmp/d.sh", True)

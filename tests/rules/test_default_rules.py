@@ -11,6 +11,7 @@ from agent import config
 from agent.pipeline import Pipeline
 from agent.rules.engine import RuleEngine
 from agent.config import DEFAULT_RULES
+from testbed import runc
 
 
 def _host_file(path, text="x\n", mode=0o600):
@@ -31,6 +32,7 @@ def _files(*paths):
 WGET = "wget -q -T 1 -O /dev/null http://127.0.0.1:{}/ ; true"   # busybox wget: the exec
 NC = "nc -w 1 {} {} < /dev/null; true"                              # a real connect()
 COPY = "cp /bin/busybox /home/app/{0} && /home/app/{0} ; true"
+DEEP = "d=/tmp/{0} && mkdir -p $d && touch $d/f && cat $d/f"
 SEVENTY = " ".join(f"/tmp/f{i}" for i in range(70))                  # past 64 arguments
 
 # rule -> (trigger script, near-miss script, setup run from the host before both)
@@ -98,7 +100,8 @@ CASES = {
         "/bin/ls /var/run/secrets/kubernetes.io/serviceaccount/ > /dev/null",
         _files("/var/run/secrets/kubernetes.io/serviceaccount/token")),
     "Process memory or environment read through /proc": ("cat /proc/1/environ > /dev/null",
-                                                         "cat /proc/1/status > /dev/null",
+                                                         "cat /proc/1/status /proc/self/environ"
+                                                         " /proc/thread-self/maps > /dev/null",
                                                          None),
     "Shell history read": ("cat /root/.ash_history > /dev/null",
                            "cat /root/.profile > /dev/null",
@@ -155,9 +158,11 @@ CASES = {
         "ls " + SEVENTY + " 2>/dev/null; true", None),            # ls: not a listed program
     "io_uring set up in a container": (
         "/usr/local/bin/probe uring 4", "/usr/local/bin/probe uring 0; true", None),  # 0: EINVAL
+    # padding is resolved away (file.path is the kernel's); only a file deeper than the
+    # resolved path keeps (511 bytes) is cut. The near miss: 4 levels of 100, a requested
+    # path past 255 bytes (cut) whose resolved path fits.
     "Path too long to check in a container": (
-        "cat /etc/" + "/" * 300 + "hostname > /dev/null", "cat /etc/" + "/" * 200 + "hostname",
-        None),
+        DEEP.format("/".join(["x" * 100] * 6)), DEEP.format("/".join(["x" * 100] * 4)), None),
 }
 
 
@@ -170,7 +175,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def pipe():
-    p = Pipeline(config.load(None, {"kubernetes.mode": "off"}))
+    p = Pipeline(config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()}))
     p.start()
     yield p
     p.close()

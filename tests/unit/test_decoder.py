@@ -6,12 +6,12 @@ import pytest
 from agent.sensor import decoder, layout, names
 
 
-def _record(kind, **body):
+def _record(kind, hdr_flags=0, **body):
     sname = layout.STRUCT_OF_KIND[kind]
     buf = bytearray(layout.sizeof(sname))
     hdr = layout.HEADER_STRUCT
-    hdr.pack_into(buf, 0, 123, 77, layout.KIND_ID[kind], 10, 11, 1, 1000, 1000, 5, 6, 2, 0,
-                  b"comm\xff")
+    hdr.pack_into(buf, 0, 123, 77, layout.KIND_ID[kind], 10, 11, 1, 1000, 1000, 5, 6, 2,
+                  hdr_flags, b"comm\xff")
     offs = layout.offsets(sname)
     for name, (fmt, value) in body.items():
         struct.pack_into("<" + fmt, buf, offs[name], value)
@@ -84,7 +84,48 @@ def test_event_fields_use_the_dotted_vocabulary():
         "proc.cgroup_id": 77, "proc.pidns": 5, "proc.mntns": 6, "event.syscall": "openat",
         "event.result": -2, "event.error": "ENOENT", "file.path": "", "file.new_path": None,
         "file.flags": ("O_WRONLY", "O_CREAT"), "file.mode": 0o644, "file.fd": -100,
-        "file.path_truncated": False}
+        "file.path_truncated": False, "file.requested_path": "", "file.resolved": False}
+
+
+def test_file_path_is_the_resolved_one_and_the_request_is_kept():
+    rpath = b"/etc/shadow".ljust(layout.RPATH_LEN, b"\0")
+    ev = decoder.decode(_record("open", ret=("q", 3), sys=("I", layout.SYSCALL_ID["openat"]),
+                                flags=("I", 0), fd=("i", -100), path=("256s", b"../etc//shadow"),
+                                rpath=(f"{layout.RPATH_LEN}s", rpath),
+                                hdr_flags=layout.FLAGS["RESOLVED"]))
+    assert (ev.path, ev.requested_path, ev.resolved, ev.path_truncated) == (
+        "/etc/shadow", "../etc//shadow", True, False)
+    # not resolved (a failed open): the request joined to its start directory, normalised
+    ev = decoder.decode(_record("open", ret=("q", -13), sys=("I", layout.SYSCALL_ID["openat"]),
+                                path=("256s", b"x/./../../shadow"),
+                                rpath=(f"{layout.RPATH_LEN}s", b"/etc/ssh")))
+    assert (ev.path, ev.requested_path, ev.resolved) == ("/etc/shadow", "x/./../../shadow", False)
+
+
+def test_an_open_is_sent_only_up_to_its_resolved_path():
+    """file_event's rpath is its variable tail (bpf_ringbuf_output up to the NUL): a record
+    that ends there decodes; one cut before it is malformed."""
+    full = bytearray(_record("open", ret=("q", 3), sys=("I", layout.SYSCALL_ID["openat"]),
+                             path=("256s", b"shadow"),
+                             rpath=(f"{layout.RPATH_LEN}s", b"/etc/shadow"),
+                             hdr_flags=layout.FLAGS["RESOLVED"]))
+    tail = layout.offsets("file_event")["rpath"]
+    short = bytes(full[:tail + len("/etc/shadow") + 1])
+    ev = decoder.decode(short)
+    assert (ev.path, ev.requested_path, ev.resolved) == ("/etc/shadow", "shadow", True)
+    assert layout.min_size("file_event") == tail + 1 < layout.sizeof("file_event")
+    with pytest.raises(decoder.MalformedEvent, match="open record of"):
+        decoder.decode(bytes(full[:tail]))
+
+
+def test_joined_normalises_like_a_walk_without_links():
+    j = decoder.joined
+    assert j("/", "/etc//./shadow") == "/etc/shadow"
+    assert j("/", "/../../etc/shadow") == "/etc/shadow"          # '..' at the root stays
+    assert j("/home/app", "../../etc/shadow") == "/etc/shadow"
+    assert j("/srv", "") == "/srv"                               # AT_EMPTY_PATH: the dirfd
+    assert j("", "/etc/./shadow") == "/etc/shadow"               # no start dir: absolute ok
+    assert j("", "rel/x") == "rel/x"                             # relative: kept as passed
 
 
 def test_every_field_is_documented():

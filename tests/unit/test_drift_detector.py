@@ -555,4 +555,31 @@ def test_a_script_descriptor_that_cannot_be_resolved_any_more_fails_closed(tmp_p
     r, w = os.pipe()
     assert DriftDetector._through_fd(me, _Target(f"/proc/self/fd/{r}", True, "x")) is None
     os.close(r), os.close(w)
+    # a name is the container's: a live file called "s.sh (deleted)" is that file
+    q = tmp_path / "s.sh (deleted)"
+    q.write_text("echo hi\n")
+    with open(q) as f:
+        t = DriftDetector._through_fd(me, _Target(f"/proc/self/fd/{f.fileno()}", True, "x"))
+        assert (t.path, t.script) == (str(q), True)
+
+
+def test_stdin_is_judged_from_the_kernel_facts_without_looking_at_proc():
+    """The exec event says what fd 0 was (proc.stdin_path and its inode facts): a process
+    long gone is still judged, and only from those facts."""
+    from types import SimpleNamespace
+    from agent.drift.detector import STDIN, DriftDetector, _Target
+    gone = 2 ** 22 + 4321
+    st = _Target(STDIN, True, STDIN)
+
+    def ev(path, fs="overlay", links=1):
+        return SimpleNamespace(pid=gone, vpid=7, prevented=False, stdin_path=path,
+                               stdin_facts=(12, 34, fs, links, True, False))
+    t = DriftDetector._through_fd(ev("/tmp/q.sh"), st)
+    assert (t.path, t.script, t.name) == ("/tmp/q.sh", True, STDIN)
+    d = DriftDetector._through_fd(ev("/tmp/q.sh", links=0), st)
+    assert (d.kind, d.path, d.script) == ("deleted", "/tmp/q.sh", True)
+    d = DriftDetector._through_fd(ev("/dev/shm/x", fs="tmpfs"), st)
+    assert (d.kind, d.path) == ("tmpfs", "/dev/shm/x")
+    d = DriftDetector._through_fd(ev("", fs="tmpfs", links=0), st)   # a memfd: no path
+    assert (d.kind, d.path) == ("fileless", STDIN)
 
