@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config/mamori.yaml
 
-.PHONY: setup helm run trace test test-unit test-kernel gen proto demo bench clean
+.PHONY: setup helm run trace test test-serial test-unit test-kernel gen proto demo bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -21,8 +21,13 @@ run: setup
 trace: setup
 	$(VENV)/bin/mamori trace --config $(CONFIG) --all-processes
 
-## The whole test suite: unit, kernel (real eBPF, real syscalls), container, chart and e2e.
+## The whole test suite: unit, kernel (real eBPF, real syscalls), container, chart and e2e,
+## one pytest process per file, several at once (scripts/pytest_parallel.py says how).
 test: setup helm
+	$(PY) scripts/pytest_parallel.py
+
+## The same suite in one pytest process, one test at a time.
+test-serial: setup helm
 	$(PY) -m pytest -v
 
 test-unit: setup helm

@@ -10,9 +10,30 @@ for p in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from testbed import runc  # noqa: E402
 from testbed.image import build_image_with_programs  # noqa: E402
 from testbed.kube_double import KubeDouble  # noqa: E402
 from testbed.runc import Container  # noqa: E402
+
+# this test process's containers, apart from any other's (testbed/runc.py says why). Made
+# now, before any agent starts: a watched parent that exists is covered in the kernel from
+# a container's first instruction; one made later only once the agent has seen it made.
+runc.CGROUP_PARENT = f"mamori-t{os.getpid()}"
+try:
+    from agent.sensor import cgroups as _cgroups
+    os.makedirs(os.path.join(_cgroups.cgroup2_root(), runc.CGROUP_PARENT), exist_ok=True)
+except OSError:
+    pass                      # not root, or no cgroup2 here: the tests that need it say so
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_cgroup_parent():
+    yield
+    from agent.sensor import cgroups
+    try:
+        os.rmdir(os.path.join(cgroups.cgroup2_root(), runc.CGROUP_PARENT))
+    except OSError:
+        pass                  # not made, or a container left in it (its test says so)
 
 
 @pytest.fixture(scope="session")

@@ -67,8 +67,9 @@ def run(args) -> int:
               f"{'WHERE':<28}  RULE: OUTPUT")
     last = since
     timeout = None if args.follow else args.wait
+    call = stub.Subscribe(req, timeout=timeout)
     try:
-        for a in stub.Subscribe(req, timeout=timeout):
+        for a in call:
             if a.HasField("notice"):
                 print(f"-- {printable(a.notice.message)}", file=sys.stderr)
                 continue
@@ -85,6 +86,10 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # Ctrl-C (or the end): cancel the stream and close the channel now, so that no
+        # grpc thread holds the process at exit
+        call.cancel()
+        ch.close()
         if args.resume:
             _save_state(last)
     return 0

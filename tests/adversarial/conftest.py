@@ -25,6 +25,7 @@ import urllib.request
 import pytest
 import yaml
 
+from testbed import runc
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,6 +60,7 @@ class AgentProcess:
         base = {
             "node_name": "adversarial-node",
             "kubernetes": {"mode": "off"},
+            **runc.agent_config(),                          # this test process's containers
             "rules": {"paths": [f"{ROOT}/rules"]},
             "alerts": {"journal_dir": f"{workdir}/journal"},
             "api": {"listen": [f"unix://{self.socket}"]},

@@ -9,6 +9,7 @@ import pytest
 from agent import config
 from agent.pipeline import Pipeline
 from testbed.kube_double import KubeDouble
+from testbed import runc
 
 NODE = "node-1"
 
@@ -65,7 +66,8 @@ def kube_module(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(kube_module):
     cfg = config.load(None, {"node_name": NODE, "kubernetes.mode": "kubeconfig",
-                             "kubernetes.kubeconfig": kube_module.kubeconfig})
+                             "kubernetes.kubeconfig": kube_module.kubeconfig,
+                             **runc.agent_overrides()})
     pipe = Pipeline(cfg)
     pipe.start()
     yield Feed(pipe)
@@ -76,8 +78,9 @@ def cluster(kube_module):
 def standalone():
     """No API, and no watched parent: the test bed's containers are found only by discovery,
     through a glob entry that matches each container cgroup as runc makes it."""
-    cfg = config.load(None, {"kubernetes.mode": "off"})
-    cfg = replace(cfg, sensor=replace(cfg.sensor, watched_cgroups=("mamori-test/mamori-*",)))
+    cfg = config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()})
+    cfg = replace(cfg, sensor=replace(cfg.sensor, watched_cgroups=(
+        f"{runc.CGROUP_PARENT}/mamori-*",)))
     pipe = Pipeline(cfg)
     pipe.start()
     yield Feed(pipe)
@@ -166,7 +169,7 @@ def test_pod_that_appears_after_the_event(cluster, kube_module, containers):
 
 def test_standalone_names_from_runtime_annotations_and_discovery(standalone, containers):
     pipe = standalone.pipe
-    assert "/mamori-test" not in {p for p in pipe.discovery.parents}
+    assert not pipe.discovery.parents           # the glob entry only (no parent watched)
     c = containers(annotations=CRI)
     # no watched parent: the container is watched once its cgroup_mkdir is seen, because
     # a glob entry covers it
@@ -184,7 +187,7 @@ def test_a_container_no_entry_covers_is_not_watched(standalone, containers):
     every entry is not watched (issue 20, finding 17)."""
     pipe = standalone.pipe
     covered = containers()
-    other = containers(name=f"other-{os.getpid()}")          # mamori-test/other-…
+    other = containers(name=f"other-{os.getpid()}")          # <parent>/other-…
     assert _wait(lambda: covered.cgroup_id in pipe.sensor.watched(), standalone)
     other.exec("/bin/true", "unwatched")
     covered.exec("/bin/true", "watched")

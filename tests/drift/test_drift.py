@@ -11,6 +11,7 @@ from agent import config
 from agent.pipeline import Pipeline
 from agent.rules.ruleset import load as load_rules
 from agent.config import DEFAULT_RULES
+from testbed import runc
 
 
 def _sha(path):
@@ -45,7 +46,7 @@ class Feed:
 
 
 def _pipe(**drift):
-    cfg = config.load(None, {"kubernetes.mode": "off"})
+    cfg = config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()})
     cfg = replace(cfg, drift=replace(cfg.drift, **drift))
     p = Pipeline(cfg)
     p.start()

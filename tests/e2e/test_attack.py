@@ -30,6 +30,7 @@ from agent.api.gen.mamori.v1 import alerts_pb2 as pb
 from agent.api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
 from testbed.image import build_image
 from testbed.kube_double import KubeDouble
+from testbed import runc
 from testbed.runc import Container
 from testbed.waiting import wait_until
 
@@ -214,6 +215,8 @@ def world(tmp_path_factory):
         f"node_name: {NODE}\n"
         f"kubernetes: {{mode: kubeconfig, kubeconfig: {kubeconfig}}}\n"
         f"rules: {{paths: [{ROOT}/rules]}}\n"
+        f"sensor: {{watched_cgroups: [{runc.CGROUP_PARENT}]}}\n"
+        f"context: {{container_parents: [{runc.CGROUP_PARENT}]}}\n"
         f"drift: {{prevent_namespaces: [payments]}}\n"
         f"alerts: {{journal_dir: {work}/journal}}\n"
         f"api: {{listen: ['{sock}']}}\n"

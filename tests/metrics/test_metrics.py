@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from agent import config
 from agent.runtime import Agent
+from testbed import runc
 
 RULE = """- rule: Hostname read
   desc: test
@@ -41,6 +42,7 @@ def _agent(tmp_path, ring=16 << 20, **overrides):
     rules = tmp_path / "r.yaml"
     rules.write_text(RULE)
     cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [],
+                             **runc.agent_overrides(),
                              "alerts.journal_dir": str(tmp_path / "j"),
                              "metrics.listen": "127.0.0.1:0", **overrides})
     cfg = replace(cfg, sensor=replace(cfg.sensor, ring_bytes=ring))

@@ -20,6 +20,7 @@ import threading
 import pytest
 import yaml
 
+from testbed import runc
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -223,6 +224,8 @@ def agent_as_deployed(tmp_path):
     # what differs from the cluster: no API server, metrics on the host's loopback, the
     # rule and policy files where this container has them
     cfg["kubernetes"] = {"mode": "off"}
+    for section, values in runc.agent_config().items():   # this test process's containers
+        cfg.setdefault(section, {}).update(values)
     cfg["metrics"]["listen"] = f"127.0.0.1:{port}"
     cfg["rules"]["paths"] = [os.path.join(ROOT, "rules"), "/opt/mamori-test/rules.d"]
     cfg["response"]["policy"] = "/opt/mamori-test/policy/policy.yaml"

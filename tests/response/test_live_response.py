@@ -7,6 +7,7 @@ import pytest
 
 from agent import config
 from agent.runtime import Agent
+from testbed import runc
 from testbed.waiting import wait_until
 
 NODE = "node-1"
@@ -28,6 +29,7 @@ def agent_with(tmp_path, kube):
         rules.write_text(rules_text)
         cfg = config.load(None, {
             "node_name": NODE, "kubernetes.mode": "kubeconfig",
+            **runc.agent_overrides(),
             "kubernetes.kubeconfig": kubeconfig or kube.kubeconfig,
             "alerts.journal_dir": str(tmp_path / "journal"),
             "api.listen": [f"unix://{tmp_path}/mamori.sock"], "metrics.listen": "127.0.0.1:0"})

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from testbed import runc
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 USER_RULE = """- rule: Hostname read
@@ -46,6 +48,8 @@ def test_run_prints_alerts_and_reloads(tmp_path, containers):
     user = tmp_path / "user.yaml"
     user.write_text(USER_RULE)
     cfg.write_text(f"node_name: test-node\nkubernetes: {{mode: 'off'}}\n"
+                   f"sensor: {{watched_cgroups: [{runc.CGROUP_PARENT}]}}\n"
+                   f"context: {{container_parents: [{runc.CGROUP_PARENT}]}}\n"
                    f"rules:\n  paths: [{ROOT}/rules, {user}]\n"
                    f"alerts: {{journal_dir: {tmp_path}/journal}}\n"
                    f"api: {{listen: ['unix://{tmp_path}/mamori.sock']}}\n"

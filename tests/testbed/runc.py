@@ -13,7 +13,25 @@ import time
 
 from agent.sensor import cgroups
 
+# Containers' cgroups are <CGROUP_PARENT>/<id>. "mamori-test" is what the shipped
+# configuration watches (make demo, the benchmarks). The test suite gives each test process
+# a parent of its own (tests/conftest.py), because several run at once
+# (scripts/pytest_parallel.py): an agent watching another process's containers would see —
+# and with an enforcing policy kill — that process's test workload. Its agents watch their
+# own parent, from the first instruction of each container: agent_config().
 CGROUP_PARENT = "mamori-test"
+
+
+def agent_config() -> dict:
+    """The configuration sections that make an agent watch this process's containers."""
+    return {"sensor": {"watched_cgroups": [CGROUP_PARENT]},
+            "context": {"container_parents": [CGROUP_PARENT]}}
+
+
+def agent_overrides() -> dict:
+    """The same, as config.load() overrides."""
+    return {"sensor.watched_cgroups": [CGROUP_PARENT],
+            "context.container_parents": [CGROUP_PARENT]}
 _seq = itertools.count(1)
 
 
