@@ -15,15 +15,9 @@ from .text import json_line, printable
 from .runtime import Agent
 from .sensor import cgroups
 from .sensor.layout import FAMILY_OF
-from .sensor.probes import Sensor, SensorError
+from .sensor.probes import SensorError
 
 log = logging.getLogger("mamori")
-
-
-def event_json(ev) -> str:
-    """One event as one JSON line under the dotted field names (no raw control or bidi
-    character: agent/text.py)."""
-    return json_line(ev.fields(), separators=(",", ":"))
 
 
 class PrintableFormatter(logging.Formatter):
@@ -50,29 +44,9 @@ class PrintableFormatter(logging.Formatter):
         return "\n".join(printable(x) for x in super().formatStack(stack_info).split("\n"))
 
 
-def _watch_paths(sensor: Sensor, paths, strict: bool) -> list[str]:
-    """Add each cgroup path to the watched set. Paths that do not exist are an error when
-    the user named them (strict), and skipped with a log line for the defaults."""
-    root = cgroups.cgroup2_root()
-    watched = []
-    for p in paths:
-        d = cgroups.resolve(p, root)
-        try:
-            cid = cgroups.cgroup_id(d)
-        except FileNotFoundError:
-            if strict:
-                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}") from None
-            log.info("not watching %s: %s does not exist", p, d)
-            continue
-        sensor.watch_cgroup(cid)
-        watched.append(d)
-    return watched
-
-
-def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int,
-            poll=None) -> int:
-    """Poll the ring every interval, print the chosen kinds; report kernel drops."""
-    poll = poll or sensor.poll
+def _stream(pipe, kinds: tuple[str, ...], out, interval_ms: int) -> int:
+    """Poll the pipeline every interval, print the chosen kinds (enriched: process, container
+    and pod context); report kernel drops."""
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(1))
@@ -81,13 +55,13 @@ def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int,
     next_check = time.monotonic() + 1.0
     interval = interval_ms / 1000.0
     while not stop:
-        for ev in poll():
-            if wanted is None or ev.kind in wanted:
-                out.write(event_json(ev) + "\n")
+        for item in pipe.step():
+            if wanted is None or item.event.kind in wanted:
+                out.write(json_line(item.fields(), separators=(",", ":")) + "\n")
         out.flush()
         now = time.monotonic()
         if now >= next_check:
-            drops = sensor.drops()
+            drops = pipe.sensor.drops()
             new = {k: v - last_drops.get(k, 0) for k, v in drops.items()
                    if v != last_drops.get(k, 0)}
             if new:
@@ -95,26 +69,6 @@ def _stream(sensor: Sensor, kinds: tuple[str, ...], out, interval_ms: int,
             last_drops, next_check = drops, now + 1.0
         time.sleep(interval)
     return 0
-
-
-def _start_sensor(cfg: configmod.Config, families, user_cgroups) -> Sensor:
-    sensor = Sensor(families=families, ring_bytes=cfg.sensor.ring_bytes,
-                    all_processes=cfg.sensor.all_processes)
-    t0 = time.monotonic()
-    sensor.start()
-    for sc, why in sensor.unavailable.items():
-        log.info("%s is not traced on this kernel: %s", sc, why)
-    if not cfg.sensor.all_processes:
-        paths = user_cgroups or cfg.sensor.watched_cgroups
-        watched = _watch_paths(sensor, paths, strict=bool(user_cgroups))
-        if not watched:
-            log.warning("no watched cgroup exists yet (%s): no events until one does; "
-                        "use --all-processes to watch the whole host", ", ".join(paths))
-        else:
-            log.info("watching cgroups: %s", ", ".join(watched))
-    log.info("probes attached (%s) in %.2fs", ", ".join(sensor.families),
-             time.monotonic() - t0)
-    return sensor
 
 
 def cmd_run(args) -> int:
@@ -248,6 +202,11 @@ def cmd_rules_check(args) -> int:
 
 
 def cmd_trace(args) -> int:
+    """The pipeline of `mamori run` without the rules, the response and the API: discovery
+    (containers and parents that appear later are watched), the process tree, container and
+    pod context on every event. Passive: drift prevention is off whatever the config says."""
+    from dataclasses import replace
+    from .pipeline import Pipeline
     overrides = {}
     if args.all_processes:
         overrides["sensor.all_processes"] = True
@@ -256,11 +215,32 @@ def cmd_trace(args) -> int:
     cfg = configmod.load(args.config, overrides)
     kinds = configmod.parse_kinds(args.kinds) if args.kinds else cfg.output.kinds
     families = tuple(dict.fromkeys(FAMILY_OF[k] for k in kinds)) or cfg.sensor.families
-    sensor = _start_sensor(cfg, families, args.cgroup)
+    sensor = replace(cfg.sensor, families=tuple(f for f in families
+                                                if f in configmod.EVENT_FAMILIES))
+    if args.cgroup:                      # named by the user: must exist
+        root = cgroups.cgroup2_root()
+        paths = []
+        for p in args.cgroup:
+            d = cgroups.resolve(p, root)
+            if not os.path.isdir(d):
+                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
+            paths.append(d[len(root):] or "/")
+        sensor = replace(sensor, watched_cgroups=tuple(paths))
+    cfg = replace(cfg, sensor=sensor, drift=replace(cfg.drift, prevent_all=False,
+                                                    prevent_namespaces=(), prevent_images=()))
+    pipe = Pipeline(cfg)
+    t0 = time.monotonic()
+    pipe.start()
+    if not cfg.sensor.all_processes and not pipe.sensor.watched():
+        log.warning("no watched cgroup exists yet (%s): they are watched when they appear; "
+                    "use --all-processes to watch the whole host",
+                    ", ".join(cfg.sensor.watched_cgroups))
+    log.info("probes attached (%s) in %.2fs", ", ".join(pipe.sensor.families),
+             time.monotonic() - t0)
     try:
-        return _stream(sensor, kinds, sys.stdout, cfg.sensor.poll_interval_ms)
+        return _stream(pipe, kinds, sys.stdout, cfg.sensor.poll_interval_ms)
     finally:
-        sensor.close()
+        pipe.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
