@@ -231,12 +231,13 @@ def alert_latency(agent: AgentProcess, runs: int) -> list[int]:
     threading.Thread(target=read, daemon=True).start()
     time.sleep(0.5)
 
-    def enter():
-        with open(os.path.join(agent.cgroup, "cgroup.procs"), "w") as f:
-            f.write("0")
+    # the reader runs in the cgroup: a shell moves itself there and becomes cat. Not a
+    # preexec_fn: this process has grpc threads, and Python code between fork and exec in
+    # it can die in grpc's fork handler (seen: SIGABRT)
+    procs = os.path.join(agent.cgroup, "cgroup.procs")
     for i in range(runs):
-        subprocess.run(["/bin/cat", "/etc/shadow"], stdout=subprocess.DEVNULL,
-                       preexec_fn=enter, check=True)
+        subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0" && exec /bin/cat /etc/shadow', procs],
+                       stdout=subprocess.DEVNULL, check=True)
         deadline = time.monotonic() + 5
         while len(got) <= i and time.monotonic() < deadline:
             time.sleep(0.002)

@@ -65,14 +65,16 @@ def make_cgroup(name: str) -> str:
 def storm(kind: str, n: int, cgroup_dir: str, rate: float = 0) -> tuple[float, int, float]:
     """Run one storm in cgroup_dir (at `rate` iterations/s, or flat out);
     (ns per iteration, pid, wall seconds)."""
-    def enter():
-        with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
-            f.write("0")
     env = {**os.environ, "STORM_WAIT": "1"}
     if rate:
         env["STORM_RATE"] = str(rate)
-    p = subprocess.Popen([STORM, kind, str(n), STORM_ARG[kind]], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, env=env, preexec_fn=enter)
+    # a shell moves itself into the cgroup and becomes the storm (same pid). Not a
+    # preexec_fn: the caller may have grpc threads, and Python code between fork and exec
+    # can die in grpc's fork handler
+    p = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                          os.path.join(cgroup_dir, "cgroup.procs"), STORM, kind, str(n),
+                          STORM_ARG[kind]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env)
     t0 = time.monotonic()
     out, _ = p.communicate(b"go\n")
     wall = time.monotonic() - t0
