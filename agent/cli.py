@@ -44,6 +44,18 @@ class PrintableFormatter(logging.Formatter):
         return "\n".join(printable(x) for x in super().formatStack(stack_info).split("\n"))
 
 
+def _user_cgroups(paths: list[str]) -> list[str]:
+    """--cgroup paths as paths below the cgroup2 root. Named by the user: each must exist."""
+    root = cgroups.cgroup2_root()
+    out = []
+    for p in paths:
+        d = cgroups.resolve(p, root)
+        if not os.path.isdir(d):
+            raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
+        out.append(d[len(root):] or "/")
+    return out
+
+
 def _stream(pipe, kinds: tuple[str, ...], out, interval_ms: int) -> int:
     """Poll the pipeline every interval, print the chosen kinds (enriched: process, container
     and pod context); report kernel drops."""
@@ -85,14 +97,7 @@ def cmd_run(args) -> int:
         cfg = replace(cfg, rules=configmod.RulesConfig(tuple(args.rules)))
     logging.getLogger().setLevel(cfg.log_level.upper())
     os.umask(0o077)         # what the agent writes (alerts, journal, state) is root's alone
-    extra = []
-    if args.cgroup:
-        root = cgroups.cgroup2_root()
-        for p in args.cgroup:
-            d = cgroups.resolve(p, root)
-            if not os.path.isdir(d):
-                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
-            extra.append(d[len(root):] or "/")
+    extra = _user_cgroups(args.cgroup) if args.cgroup else []
     out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
 
     from .alerts.alert import record_json
@@ -217,15 +222,8 @@ def cmd_trace(args) -> int:
     families = tuple(dict.fromkeys(FAMILY_OF[k] for k in kinds)) or cfg.sensor.families
     sensor = replace(cfg.sensor, families=tuple(f for f in families
                                                 if f in configmod.EVENT_FAMILIES))
-    if args.cgroup:                      # named by the user: must exist
-        root = cgroups.cgroup2_root()
-        paths = []
-        for p in args.cgroup:
-            d = cgroups.resolve(p, root)
-            if not os.path.isdir(d):
-                raise SensorError(f"cgroup {p}: no such cgroup2 directory {d}")
-            paths.append(d[len(root):] or "/")
-        sensor = replace(sensor, watched_cgroups=tuple(paths))
+    if args.cgroup:
+        sensor = replace(sensor, watched_cgroups=tuple(_user_cgroups(args.cgroup)))
     cfg = replace(cfg, sensor=sensor, drift=replace(cfg.drift, prevent_all=False,
                                                     prevent_namespaces=(), prevent_images=()))
     pipe = Pipeline(cfg)

@@ -348,6 +348,20 @@ static __always_inline void *file_of_fd(void *task, s64 fd)
 struct path_scratch {
     char b[RPATH_LEN * 2];
 };
+
+/* A dentry walk at the root of its mount: step to the mountpoint in the parent mount.
+ * Returns 0 at the root of the mount namespace (nothing above), 1 when it crossed. Shared by
+ * path_str and the exec probe's path_of (bpf/process.c). */
+static __always_inline int cross_mount(void **dentry, void **mnt, void **mnt_root)
+{
+    void *parent_mnt = READ_PTR(*mnt, MOUNT_PARENT);
+    if (!parent_mnt || parent_mnt == *mnt)
+        return 0;
+    *dentry = READ_PTR(*mnt, MOUNT_MOUNTPOINT);
+    *mnt = parent_mnt;
+    *mnt_root = READ_PTR(parent_mnt + MOUNT_MNT, VFSMOUNT_ROOT);
+    return 1;
+}
 BPF_PERCPU_ARRAY(path_scratch, struct path_scratch, 1);
 
 #define PS_OK 1
@@ -371,12 +385,8 @@ static __always_inline u32 path_str(void *dentry, void *vfsmnt, char *out, u32 *
     int i;
     for (i = 0; i < RPATH_DEPTH; i++) {
         if (dentry == mnt_root) {
-            void *parent_mnt = READ_PTR(mnt, MOUNT_PARENT);
-            if (!parent_mnt || parent_mnt == mnt)
+            if (!cross_mount(&dentry, &mnt, &mnt_root))
                 break;                          /* the namespace's root */
-            dentry = READ_PTR(mnt, MOUNT_MOUNTPOINT);
-            mnt = parent_mnt;
-            mnt_root = READ_PTR(mnt + MOUNT_MNT, VFSMOUNT_ROOT);
             continue;
         }
         void *parent = READ_PTR(dentry, DENTRY_PARENT);

@@ -120,12 +120,8 @@ static __always_inline u32 path_of(void *dentry, void *vfsmnt, char (*comps)[NAM
 
     for (i = 0; i < PATH_DEPTH; i++) {
         if (dentry == mnt_root) {
-            void *parent_mnt = READ_PTR(mnt, MOUNT_PARENT);
-            if (!parent_mnt || parent_mnt == mnt)
+            if (!cross_mount(&dentry, &mnt, &mnt_root))
                 break;
-            dentry = READ_PTR(mnt, MOUNT_MOUNTPOINT);
-            mnt = parent_mnt;
-            mnt_root = READ_PTR(mnt + MOUNT_MNT, VFSMOUNT_ROOT);
             comps[i][0] = 0;
             continue;
         }
@@ -171,19 +167,17 @@ static __always_inline void stdin_facts(void *task, struct exec_event *e)
     e->stdin_ino = 0;
     if ((e->fd_mode[0] & S_IFMT_) != S_IFREG_)
         return;
-    void *file = file_of_fd(task, 0);
+    void *file = fd_file(task, 0), *inode, *mnt, *dentry, *sb;
     if (!file)
         return;
-    void *inode = READ_PTR(file, FILE_INODE);
-    void *sb = READ_PTR(inode, INODE_SB);
+    file_facts(file, &inode, &mnt, &dentry);
+    inode_facts(inode, &sb, &e->stdin_nlink);
     e->stdin_ino = READ_U64(inode, INODE_INO);
     e->stdin_dev = READ_U32(sb, SB_DEV);
     e->stdin_fs_magic = (u32)READ_U64(sb, SB_MAGIC);
-    e->stdin_nlink = READ_U32(inode, INODE_NLINK);
     e->stdin_ovl = ovl_layers(inode, e->stdin_fs_magic);
     u32 len;
-    path_str(READ_PTR(file, FILE_PATH_DENTRY), READ_PTR(file, FILE_PATH_MNT), e->stdin_path,
-             &len);
+    path_str(dentry, mnt, e->stdin_path, &len);
 }
 
 /* Is this file drift that the kernel can decide on alone? DRIFT_* bits, 0 if not: not in the

@@ -30,8 +30,8 @@ def agent_config() -> dict:
 
 def agent_overrides() -> dict:
     """The same, as config.load() overrides."""
-    return {"sensor.watched_cgroups": [CGROUP_PARENT],
-            "context.container_parents": [CGROUP_PARENT]}
+    return {f"{section}.{key}": value for section, keys in agent_config().items()
+            for key, value in keys.items()}
 _seq = itertools.count(1)
 
 
