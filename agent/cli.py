@@ -11,6 +11,7 @@ import time
 
 from . import config as configmod
 from .rules.ruleset import RulesError
+from .severity import SEVERITIES
 from .text import json_line, printable
 from .runtime import Agent
 from .sensor import cgroups
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--resume", action="store_true",
                     help="start after the last alert this command showed (remembered in "
                          "~/.cache/mamori/alerts.last)")
-    al.add_argument("--severity", choices=["info", "low", "medium", "high", "critical"],
+    al.add_argument("--severity", choices=SEVERITIES,
                     help="minimum severity")
     al.add_argument("--namespace", action="append", help="only these namespaces")
     al.add_argument("--rule", action="append", help="only these rules")

@@ -120,6 +120,7 @@ struct event_hdr {
 
 struct exec_event {
     struct event_hdr hdr;
+    u64 start;
     u64 ino;
     u32 dev;
     u32 fs_magic;
@@ -146,6 +147,7 @@ struct fork_event {
     struct event_hdr hdr;
     u32 child_pid;
     u32 child_tid;
+    u64 child_start;
 };
 
 struct mmap_event {

@@ -272,6 +272,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     e->hdr.flags |= prevented;
     void *task = (void *)bpf_get_current_task();
 
+    e->start = READ_U64(task, TASK_START_BOOTTIME);   /* exec keeps the process's start */
     e->ino = READ_U64(inode, INODE_INO);
     e->mode = READ_U16(inode, INODE_MODE);
     e->nlink = READ_U32(inode, INODE_NLINK);
@@ -335,6 +336,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     fill_hdr(&e->hdr, EV_FORK);
     e->child_pid = child_tgid;
     e->child_tid = child_tid;
+    e->child_start = READ_U64(child, TASK_START_BOOTTIME);
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 import msgpack
 import re2
 
+from ..severity import RANK
 from .journal import Journal
 
-SEVERITY_RANK = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+SEVERITY_RANK = RANK
 MAX_POD_REGEX = 256
 DEFAULT_QUEUE_BYTES = 16 << 20
 BUSY = ("busy", None)      # poll(): its budget went on records the filter refused

@@ -24,6 +24,7 @@ close connections to peers that vanished.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -36,6 +37,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..alerts.hub import AlertHub, Filter, Matcher, compile_pod_regex
+from ..fields import OTHER, REGISTRY
+from ..severity import SEVERITIES
 from ..text import printable
 from . import ApiError, listener_problem
 from .sockets import bind_unix, resolve_group
@@ -44,8 +47,7 @@ from .gen.mamori.v1 import alerts_pb2 as pb
 from .gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mamori.api")
-SEVERITY_PB = {"info": pb.SEVERITY_INFO, "low": pb.SEVERITY_LOW, "medium": pb.SEVERITY_MEDIUM,
-               "high": pb.SEVERITY_HIGH, "critical": pb.SEVERITY_CRITICAL}
+SEVERITY_PB = {s: pb.Severity.Value(f"SEVERITY_{s.upper()}") for s in SEVERITIES}
 SEVERITY_NAME = {v: k for k, v in SEVERITY_PB.items()}
 # Kubernetes object names: DNS subdomain (pods) and label (namespaces)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -55,8 +57,40 @@ def _s(v) -> str:
     return "" if v is None else str(v)
 
 
+def _other_text(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=list)
+
+
+def _put(a: pb.Alert, path: str, v) -> None:
+    """One field's value at its place in the message (agent/fields.py: Field.proto)."""
+    *parents, last = path.split(".")
+    msg = a
+    for p in parents:
+        msg = getattr(msg, p)
+    if last == "ancestors":
+        for anc in v:
+            msg.ancestors.add(pid=int(anc.get("pid", 0)), exe=_s(anc.get("exe")),
+                              exec_id=_s(anc.get("exec_id")))
+        return
+    slot = getattr(msg, last)
+    if isinstance(v, dict):
+        slot.update({k: _s(x) for k, x in v.items()})
+    elif isinstance(v, (list, tuple)):
+        slot.extend(_s(x) for x in v)
+    elif isinstance(v, bool) or isinstance(slot, bool):
+        setattr(msg, last, bool(v))
+    elif isinstance(slot, int):
+        setattr(msg, last, int(v))
+    else:
+        setattr(msg, last, _s(v))
+
+
 def to_proto(rec: dict) -> pb.Alert:
-    """An alert record (Alert.to_dict() plus seq) as the protobuf message."""
+    """An alert record (Alert.to_dict() plus seq) as the protobuf message. Each field goes
+    where the field registry says (agent/fields.py), those without a typed place into
+    event.other by dotted name as text (JSON for numbers, booleans, lists and maps); an
+    agent's own alert's details go there too. Empty values are left unset, so a host
+    event has no container, and one without drift no drift."""
     f = rec.get("fields") or {}
     a = pb.Alert(sequence=rec.get("seq", 0), id=rec.get("id", ""), time=rec.get("time", ""),
                  node=rec.get("node", ""), rule=rec.get("rule", ""),
@@ -65,59 +99,19 @@ def to_proto(rec: dict) -> pb.Alert:
     t, q = rec.get("tactic") or {}, rec.get("technique") or {}
     a.tactic.id, a.tactic.name = _s(t.get("id")), _s(t.get("name"))
     a.technique.id, a.technique.name = _s(q.get("id")), _s(q.get("name"))
-    p = a.process
-    p.pid, p.ppid = int(f.get("proc.pid") or 0), int(f.get("proc.ppid") or 0)
-    p.exe, p.cwd, p.name = _s(f.get("proc.exe")), _s(f.get("proc.cwd")), _s(f.get("proc.name"))
-    p.uid = int(f.get("proc.uid") or 0)
-    p.args.extend(_s(x) for x in f.get("proc.args") or ())
-    for anc in f.get("proc.ancestors") or ():
-        p.ancestors.add(pid=int(anc.get("pid", 0)), exe=_s(anc.get("exe")))
-    if f.get("container.id"):
-        c = a.container
-        c.id, c.name = _s(f.get("container.id")), _s(f.get("container.name"))
-        c.image, c.image_digest = _s(f.get("container.image")), _s(f.get("container.image_id"))
-        c.runtime = _s(f.get("container.runtime"))
-    if f.get("k8s.pod"):
-        pod = a.pod
-        pod.namespace, pod.name, pod.uid = _s(f.get("k8s.ns")), _s(f.get("k8s.pod")), \
-            _s(f.get("k8s.pod_uid"))
-        pod.labels.update({k: _s(v) for k, v in (f.get("k8s.labels") or {}).items()})
-        pod.owner_kind, pod.owner_name = _s(f.get("k8s.owner_kind")), _s(f.get("k8s.owner_name"))
-    kind = f.get("event.kind")
-    if kind:
-        e = a.event
-        e.kind, e.syscall, e.ts = kind, _s(f.get("event.syscall")), int(f.get("event.ts") or 0)
-        if kind == "exec":
-            e.exec.filename, e.exec.exe_fs = _s(f.get("exec.filename")), _s(f.get("proc.exe_fs"))
-            e.exec.stdin, e.exec.stdout = _s(f.get("proc.stdin")), _s(f.get("proc.stdout"))
-            e.exec.stderr, e.exec.prevented = _s(f.get("proc.stderr")), \
-                bool(f.get("exec.prevented"))
-        elif kind in ("open", "unlink", "rename", "chmod"):
-            e.file.path, e.file.new_path = _s(f.get("file.path")), _s(f.get("file.new_path"))
-            e.file.flags.extend(f.get("file.flags") or ())
-            e.file.mode, e.file.result = int(f.get("file.mode") or 0), \
-                int(f.get("event.result") or 0)
-            e.file.requested_path = _s(f.get("file.requested_path"))
-            e.file.resolved = bool(f.get("file.resolved"))
-        elif kind in ("connect", "accept", "bind", "listen"):
-            n = e.network
-            n.family, n.protocol = _s(f.get("net.family")), _s(f.get("net.protocol"))
-            n.saddr, n.sport = _s(f.get("net.saddr")), int(f.get("net.sport") or 0)
-            n.daddr, n.dport = _s(f.get("net.daddr")), int(f.get("net.dport") or 0)
-            n.path, n.result = _s(f.get("net.path")), int(f.get("event.result") or 0)
-        else:
-            prefix = {"ptrace": "ptrace.", "mount": "mount.", "umount": "mount.",
-                      "unshare": "ns.", "setns": "ns.", "setuid": "cred.", "setgid": "cred.",
-                      "memfd": "memfd.", "module": "module."}.get(kind, "")
-            e.other.update({k: _s(v) for k, v in f.items()
-                            if prefix and k.startswith(prefix) and v is not None})
-    if f.get("drift.kind") or f.get("drift.unknown_reason"):
-        d = a.drift
-        d.kind, d.path, d.script = _s(f.get("drift.kind")), _s(f.get("drift.path")), \
-            bool(f.get("drift.script"))
-        d.size, d.sha256 = int(f.get("drift.size") or 0), _s(f.get("drift.sha256"))
-        d.unknown_reason, d.prevented = _s(f.get("drift.unknown_reason")), \
-            bool(f.get("drift.prevented"))
+    kind = f.get("event.kind") or ""
+    other = {}
+    for name, v in f.items():
+        if v is None:
+            continue
+        fld = REGISTRY.get(name)
+        path = fld.proto_path(kind) if fld is not None else OTHER
+        if path == OTHER:
+            other[name] = _other_text(v)
+        elif v:                      # proto3: an empty value is the unset one
+            _put(a, path, v)
+    if other:
+        a.event.other.update(other)
     r = rec.get("response")
     if r:
         a.response.action, a.response.status, a.response.detail = (

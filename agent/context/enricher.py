@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..fields import snapshot
 from .containers import ContainerInfo
 from .pods import PodContainer, PodInfo
 from .process_tree import ProcessTree
@@ -27,53 +28,22 @@ class Enriched(NamedTuple):
     exe: str
     args: tuple
     cwd: str
-    ancestors: tuple          # ((pid, exe), …) parent first
+    ancestors: tuple          # ((pid, exe, exec_id), …) parent first
     runtime_setup: bool
     container: ContainerInfo | None
     pod: PodInfo | None
     pod_container: PodContainer | None
     drift: object = None      # agent.drift.detector.Drift on exec events that drifted
+    exec_id: str = ""         # proc.exec_id (agent/context/process_tree.py Proc.exec_id)
 
     @property
     def kind(self) -> str:
         return self.event.kind
 
     def fields(self) -> dict:
-        f = self.event.fields()
-        f["proc.name"] = self.name
-        f["proc.exe"] = self.exe
-        f["proc.args"] = self.args
-        f["proc.cwd"] = self.cwd
-        f["proc.ancestors"] = [{"pid": pid, "exe": exe} for pid, exe in self.ancestors]
-        parent = self.ancestors[0] if self.ancestors else (0, "")
-        f["proc.pexe"] = parent[1]
-        f["proc.pname"] = parent[1].rsplit("/", 1)[-1]
-        f["proc.runtime_setup"] = self.runtime_setup
-        d = self.drift
-        if d is not None:
-            f["drift.kind"], f["drift.path"], f["drift.script"] = d.kind, d.path, d.script
-            f["drift.size"], f["drift.sha256"] = d.size, d.sha256
-            f["drift.unknown_reason"], f["drift.prevented"] = d.unknown_reason, d.prevented
-            f["drift.hash_error"] = d.hash_error
-        c, pod, pc = self.container, self.pod, self.pod_container
-        f["container.id"] = c.id if c else None
-        f["container.runtime"] = c.runtime if c else None
-        f["container.cgroup"] = c.cgroup_path if c else None
-        f["container.name"] = (pc.name if pc else c.name) if c else None
-        f["container.image"] = (pc.image if pc and pc.image else c.image) if c else None
-        f["container.image_id"] = (pc.image_id if pc and pc.image_id else c.image_id) if c \
-            else None
-        if pod is not None:
-            f["k8s.ns"], f["k8s.pod"], f["k8s.pod_uid"] = pod.namespace, pod.name, pod.uid
-            f["k8s.labels"] = pod.labels
-            f["k8s.owner_kind"], f["k8s.owner_name"] = pod.owner_kind, pod.owner_name
-        elif c is not None and c.pod_name:         # standalone: from the runtime's annotations
-            f["k8s.ns"], f["k8s.pod"], f["k8s.pod_uid"] = c.pod_namespace, c.pod_name, c.pod_uid
-            f["k8s.labels"], f["k8s.owner_kind"], f["k8s.owner_name"] = {}, None, None
-        else:
-            f["k8s.ns"] = f["k8s.pod"] = f["k8s.pod_uid"] = None
-            f["k8s.labels"], f["k8s.owner_kind"], f["k8s.owner_name"] = {}, None, None
-        return f
+        """The snapshot an alert carries: every field the registry gives this kind
+        (agent/fields.py)."""
+        return snapshot(self)
 
 
 class Enricher:
@@ -128,7 +98,7 @@ class Enricher:
         if kind == "exec" and container is not None and self.drift is not None:
             drift = self.drift.check(ev, container, p.cwd if p else "")
         out = Enriched(ev, name, exe, args, p.cwd if p else "", ancestors, setup, container,
-                       pod, pc, drift)
+                       pod, pc, drift, p.exec_id if p else "")
         if kind == "exit":
             tree.apply(ev)
         return out

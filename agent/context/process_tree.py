@@ -21,7 +21,20 @@ import time
 from collections import OrderedDict
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip().replace("-", "")[:8]
+    except OSError:
+        return "0" * 8
+
+
+BOOT = _boot_id()       # proc.exec_id holds it: a pid and start tick recur only across boots
+
+
 class Proc:
+    """start_ns: when the process started, ns since boot (the kernel's start_boottime for a
+    fork or exec seen, /proc/PID/stat's start tick otherwise); 0 when not known."""
     __slots__ = ("pid", "ppid", "exe", "args", "cwd", "uid", "comm", "start_ns",
                  "cgroup_id", "exited_at", "origin", "setup", "setup_in")
 
@@ -38,6 +51,17 @@ class Proc:
 
     def __repr__(self):
         return f"Proc({self.pid}, ppid={self.ppid}, exe={self.exe!r})"
+
+    @property
+    def start_ticks(self) -> int:
+        """Its start in clock ticks since boot: /proc/PID/stat field 22 exactly."""
+        return self.start_ns // _NS_PER_TICK
+
+    @property
+    def exec_id(self) -> str:
+        """proc.exec_id: boot, start tick and pid — one process for its whole life, never
+        the same for a process that gets its pid later. "" when its start is not known."""
+        return f"{BOOT}:{self.start_ticks}:{self.pid}" if self.start_ns else ""
 
 
 _PROC_READ_MAX = 64 << 10     # argv is the process's own: read no more of it than this
@@ -59,6 +83,7 @@ def _readlink(path: str) -> str:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_NS_PER_TICK = 1_000_000_000 // _CLK_TCK
 
 
 def read_proc(pid: int, cgroup_id_of=None) -> Proc | None:
@@ -71,7 +96,7 @@ def read_proc(pid: int, cgroup_id_of=None) -> Proc | None:
     comm = stat[lpar + 1:rpar].decode(errors="backslashreplace")
     rest = stat[rpar + 2:].split()
     ppid = int(rest[1])
-    start_ns = int(rest[19]) * (1_000_000_000 // _CLK_TCK)
+    start_ns = int(rest[19]) * _NS_PER_TICK
     cmdline = _read(f"/proc/{pid}/cmdline") or b""
     args = tuple(a.decode(errors="backslashreplace") for a in cmdline.split(b"\0")[:-1])
     uid = -1
@@ -87,6 +112,12 @@ def read_proc(pid: int, cgroup_id_of=None) -> Proc | None:
     if cgroup_id_of is not None:
         p.cgroup_id = cgroup_id_of(pid) or 0
     return p
+
+
+def _extra(ev, name: str) -> int:
+    """An event's field past the dotted ones (a test's shorter tuple: 0)."""
+    i = ev._fields.index(name)
+    return ev[i] if len(ev) > i else 0
 
 
 class ProcessTree:
@@ -132,23 +163,27 @@ class ProcessTree:
         return p
 
     # -- events ------------------------------------------------------------------------
-    def on_fork(self, parent_pid: int, child_pid: int, ts: int, cgroup_id: int) -> Proc:
+    def on_fork(self, parent_pid: int, child_pid: int, start_ns: int, cgroup_id: int) -> Proc:
         parent = self.lookup(parent_pid)
         if parent is not None:
             child = Proc(child_pid, parent_pid, parent.exe, parent.args, parent.cwd,
-                         parent.uid, parent.comm, ts, cgroup_id, origin="fork")
+                         parent.uid, parent.comm, start_ns, cgroup_id, origin="fork")
             child.setup, child.setup_in = parent.setup, parent.setup_in
         else:
-            child = Proc(child_pid, parent_pid, start_ns=ts, cgroup_id=cgroup_id,
+            child = Proc(child_pid, parent_pid, start_ns=start_ns, cgroup_id=cgroup_id,
                          origin="fork")
         self._put(child)
         return child
 
     def on_exec(self, ev) -> Proc:
         p = self._procs.get(ev.pid)
-        if p is None:
-            p = Proc(ev.pid, ev.ppid, start_ns=ev.ts, origin="exec")
+        start = _extra(ev, "start")
+        if p is None or (start and p.start_ns and p.start_ns // _NS_PER_TICK !=
+                         start // _NS_PER_TICK):
+            p = Proc(ev.pid, ev.ppid, start_ns=start, origin="exec")   # or its pid reused
             self._put(p)
+        elif start and not p.start_ns:
+            p.start_ns = start
         p.ppid, p.exe, p.args, p.uid, p.comm = ev.ppid, ev.exe, ev.args, ev.uid, ev.comm
         p.cgroup_id = ev.cgroup_id
         cwd = _readlink(f"/proc/{ev.pid}/cwd")
@@ -170,7 +205,7 @@ class ProcessTree:
         if len(self._ancestry) > 4096:
             self._ancestry.clear()
         if kind == "fork":
-            self.on_fork(ev.pid, ev.child_pid, ev.ts, ev.cgroup_id)
+            self.on_fork(ev.pid, ev.child_pid, _extra(ev, "child_start"), ev.cgroup_id)
         elif kind == "exec":
             self.on_exec(ev)
         elif kind == "exit":
@@ -178,18 +213,20 @@ class ProcessTree:
 
     # -- questions ---------------------------------------------------------------------
     def ancestry(self, pid: int, depth: int = 8) -> tuple:
-        """((pid, exe), …) of the ancestors, parent first; cached until the table changes
-        (a storm of file events from one process walks its ancestry once)."""
+        """((pid, exe, exec_id), …) of the ancestors, parent first; cached until the table
+        changes (a storm of file events from one process walks its ancestry once)."""
         key = (pid, depth)
         hit = self._ancestry.get(key)
         if hit is not None and hit[0] == self._version:
             return hit[1]
-        out = tuple((a.pid, a.exe) for a in self.ancestors(pid, depth))
+        out = tuple((a.pid, a.exe, a.exec_id) for a in self.ancestors(pid, depth))
         self._ancestry[key] = (self._version, out)
         return out
 
     def ancestors(self, pid: int, depth: int = 8) -> list[Proc]:
-        """Parent, grandparent… up to depth (stops at pid 1/0 or an unknown process)."""
+        """Parent, grandparent… up to depth (stops at pid 1/0, an unknown process, or a pid
+        that a process started after its child holds now: the parent exited and its pid was
+        given again, so the one there is not the parent)."""
         out = []
         p = self._procs.get(pid)
         seen = {pid}
@@ -198,8 +235,10 @@ class ProcessTree:
             if ppid <= 0 or ppid in seen:
                 break
             seen.add(ppid)
+            child = p
             p = self.lookup(ppid)
-            if p is None:
+            if p is None or (p.start_ns and child.start_ns and
+                             p.start_ticks > child.start_ticks):
                 break
             out.append(p)
         return out
@@ -235,7 +274,7 @@ class ProcessTree:
         /proc knows it any more (it exited before we got to its events)."""
         p = self.lookup(ev.pid)
         if p is None:
-            p = Proc(ev.pid, ev.ppid, comm=ev.comm, start_ns=ev.ts, cgroup_id=ev.cgroup_id)
+            p = Proc(ev.pid, ev.ppid, comm=ev.comm, cgroup_id=ev.cgroup_id)   # start unknown
             self._put(p)
         return p
 

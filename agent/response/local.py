@@ -12,6 +12,8 @@ checked against what the alert knows, then signalled through that pidfd:
     is alive now is the one the event saw. The check is at clock-tick granularity (10 ms):
     a pid handed out again within the same tick as the event would need the whole pid space
     to wrap in 10 ms, which fork cannot do.
+  - when the alert has the process's `proc.exec_id` (boot, start tick, pid): its start tick
+    is exactly that one — the same process, not merely one old enough.
   - it is still in the container: its pid is listed in the container's cgroup (or below).
 If the process exits after the check, the signal goes to the pidfd's dead process and
 nobody else. A cgroup is killed only if it is the container's: its inode (or one below it)
@@ -71,7 +73,8 @@ def cgroup_holds(cgroup_dir: str, cgroup_id: int) -> bool:
     return False
 
 
-def identity_problem(pid: int, event_ts_ns: int | None, cgroup_dir: str | None) -> str:
+def identity_problem(pid: int, event_ts_ns: int | None, cgroup_dir: str | None,
+                     exec_id: str | None = None) -> str:
     """"" when the process now at `pid` is the one the event saw, else why it is not."""
     if not event_ts_ns:
         return "the alert has no event time to check the process against"
@@ -80,12 +83,18 @@ def identity_problem(pid: int, event_ts_ns: int | None, cgroup_dir: str | None) 
         return "gone"
     if started > monotonic_to_boot_ticks(int(event_ts_ns)):
         return "the pid now belongs to a process that started after the event"
+    if exec_id:
+        parts = exec_id.split(":")
+        if len(parts) != 3 or parts[2] != str(pid) or not parts[1].isdigit() or \
+                int(parts[1]) != started:
+            return f"the pid now belongs to another process than {exec_id}"
     if cgroup_dir is not None and pid not in cgroup_pids(cgroup_dir):
         return "the process is no longer in the container's cgroup"
     return ""
 
 
-def kill_process(pid: int, event_ts_ns: int | None, cgroup_dir: str | None) -> tuple[bool, str]:
+def kill_process(pid: int, event_ts_ns: int | None, cgroup_dir: str | None,
+                 exec_id: str | None = None) -> tuple[bool, str]:
     """SIGKILL the process the event saw, never another one that has its pid now.
     (killed, detail): detail says why nothing was signalled."""
     try:
@@ -95,7 +104,7 @@ def kill_process(pid: int, event_ts_ns: int | None, cgroup_dir: str | None) -> t
     except OSError as e:
         return False, f"pidfd_open: {e.strerror}"
     try:
-        why = identity_problem(pid, event_ts_ns, cgroup_dir)
+        why = identity_problem(pid, event_ts_ns, cgroup_dir, exec_id)
         if why:
             return False, why
         signal.pidfd_send_signal(fd, signal.SIGKILL)

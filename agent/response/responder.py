@@ -204,7 +204,8 @@ class Responder:
         pid = f.get("proc.pid")
         if not self._container_dir(f, cgroup_dir):
             return f"process {pid} not signalled: the container's cgroup is gone"
-        killed, why = kill_process(int(pid), f.get("event.ts"), cgroup_dir) if pid else \
+        killed, why = kill_process(int(pid), f.get("event.ts"), cgroup_dir,
+                                   f.get("proc.exec_id")) if pid else \
             (False, "no pid")
         n = kill_cgroup(cgroup_dir)
         head = f"killed process {pid}" if killed else (

@@ -297,6 +297,9 @@ class _Parser:
             nxt = self.peek()
             looks_like_field = "." in name or nxt.kind == "op" or (
                 nxt.kind == "word" and (nxt.text in WORD_OPS or nxt.text in ("in", "exists")))
+            if name in F.NOT_FOR_RULES:
+                raise ConditionError(f"{name} is not for rules: {F.NOT_FOR_RULES[name]}",
+                                     t.pos)
             if looks_like_field:
                 raise ConditionError(f"unknown field {name!r}", t.pos)
             raise ConditionError(f"undefined macro {name!r}", t.pos)

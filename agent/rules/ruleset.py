@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..severity import SEVERITIES
 from . import attack, condition as C, fields as F
 from .loader import Item, Problem, Where, merge, parse_file, rule_files
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
 ACTIONS = ("log", "isolate", "terminate")
 # %proc.exe, or %{k8s.labels.app.kubernetes.io/name} for names with other characters
 _OUT_FIELD = re.compile(r"%\{([^}]+)\}|%([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+)")

@@ -170,6 +170,7 @@ OFFSETS = {
     "TASK_TGID": "task_struct.tgid",
     "TASK_GROUP_LEADER": "task_struct.group_leader",
     "TASK_PID": "task_struct.pid",
+    "TASK_START_BOOTTIME": "task_struct.start_boottime",
     "TASK_NSPROXY": "task_struct.nsproxy",
     "TASK_THREAD_PID": "task_struct.thread_pid",
     "TASK_FILES": "task_struct.files",

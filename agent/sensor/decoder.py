@@ -80,7 +80,8 @@ def decode(raw: bytes):
 
 
 def _exec(common, flags, b) -> ExecEvent:
-    (ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl, total,
+    (start, ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl,
+     total,
      s_ino, s_dev, s_magic, s_nlink, s_ovl, filename, comps, args, s_path) = b
     exe = _path(comps, depth)
     argv = args[:min(args_len, layout.ARGS_LEN)]
@@ -103,7 +104,8 @@ def _exec(common, flags, b) -> ExecEvent:
         tuple(arglist), args_truncated, names.fd_kind(m0, r0), names.fd_kind(m1, r1),
         names.fd_kind(m2, r2), text(s_path) if s_ino else "",
         (s_ino, names.user_dev(s_dev), names.FS_MAGIC.get(s_magic, f"{s_magic:#x}"), s_nlink,
-         bool(s_ovl & layout.OVL_UPPER), bool(s_ovl & layout.OVL_LOWER)) if s_ino else None))
+         bool(s_ovl & layout.OVL_UPPER), bool(s_ovl & layout.OVL_LOWER)) if s_ino else None,
+        start))
 
 
 def _argv(block: bytes) -> list[str]:
@@ -158,7 +160,7 @@ def _mmap(common, flags, b) -> MmapEvent:
 
 
 def _fork(common, flags, b) -> ForkEvent:
-    return _tnew(ForkEvent, common + (b[0],))
+    return _tnew(ForkEvent, common + (b[0], b[2]))
 
 
 def _exit(common, flags, b) -> ExitEvent:

@@ -74,6 +74,7 @@ ExecEvent = _event("ExecEvent", (
     # stdin a regular file (`sh < script`), from the kernel at exec: (inode, dev as stat
     # reports it, fs, links, upper layer, lower layer); None otherwise
     ("stdin_facts", Optional[tuple]),
+    ("start", int),           # the process's start, ns since boot (task->start_boottime)
 ))
 
 MmapEvent = _event("MmapEvent", (
@@ -98,7 +99,9 @@ MmapEvent = _event("MmapEvent", (
 
 ForkEvent = _event("ForkEvent", (
     ("child_pid", "fork.child_pid", int),
-), "fork: a new process (threads are not reported).")
+), "fork: a new process (threads are not reported).", extra=(
+    ("child_start", int),     # the child's start, ns since boot (task->start_boottime)
+))
 
 ExitEvent = _event("ExitEvent", (
     ("code", "exit.code", Optional[int]),   # exit status when it exited normally

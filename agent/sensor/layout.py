@@ -129,6 +129,9 @@ HEADER = tuple(_f(s) for s in (
 # One struct per family of kinds. Each starts with the header (as member `hdr`).
 STRUCTS: dict[str, tuple[Field, ...]] = {
     "exec_event": tuple(_f(s) for s in (
+        # the process's start (task->start_boottime, ns): with the pid, its identity
+        # (proc.exec_id), the clock of /proc/PID/stat's start time
+        "u64 start",
         "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
         "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth", "u32 ovl",
         "u32 args_total",
@@ -139,7 +142,8 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         f"char filename[{PATH_LEN}]", f"char comps[{PATH_DEPTH}][{NAME_LEN}]",
         f"char args[{ARGS_LEN}]", f"char stdin_path[{RPATH_LEN}]",
     )),
-    "fork_event": tuple(_f(s) for s in ("u32 child_pid", "u32 child_tid")),
+    "fork_event": tuple(_f(s) for s in ("u32 child_pid", "u32 child_tid",
+                                        "u64 child_start")),   # its start_boottime
     # code mapped executable from a file that is drift (mmap/mprotect/pkey_mprotect with
     # PROT_EXEC, shmat with SHM_EXEC); the file's path is walked like the executable's
     "mmap_event": tuple(_f(s) for s in (

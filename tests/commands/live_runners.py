@@ -115,7 +115,9 @@ def run_bench(cmd: DocCommand, bed: Bed) -> None:
         assert sections == [where.group(0),
                             "== build: bench/storm.c",                # built before measured
                             "== the agent: start-up, idle, latency, load",
-                            "== detect -> SIGKILL", "== syscall overhead"], sections
+                            "== detect -> SIGKILL",
+                            "== the ceiling: the sensor alone, and the evaluator's CPU per "
+                            "stage", "== syscall overhead"], sections
         assert lines[-1] == f"written to {out}/report.md", lines[-3:]
         with open(f"{out}/report.md") as f:
             report = f.read()
@@ -126,8 +128,14 @@ def run_bench(cmd: DocCommand, bed: Bed) -> None:
             shutil.rmtree(where.group(1), ignore_errors=True)
     assert numbers["mode"] == "smoke"
     for heading in ("### Syscall overhead", "### The whole agent (`mamori run`, default rules)",
-                    "### Latency", "### Against the targets"):
+                    "### The ceiling, and where the time goes", "### Latency",
+                    "### Against the targets"):
         assert f"\n{heading}\n" in report, heading
+    for stage in ("decode", "context", "rules", "alert records"):   # the profile's rows
+        assert re.search(rf"^\| {stage}[^|]* \| [\d.]+ \| [\d.]+ \| [\d,]+/s \|$", report,
+                         re.M), stage
+    assert re.search(r"The sensor alone .* delivers \*\*[\d,]+ events/s\*\* with \d+ lost",
+                     report), "the sensor's ceiling"
     for storm in (r"openat\+close", r"fork\+exec /bin/true", r"socket\+connect \(refused\)"):
         assert re.search(rf"^\| {storm} ×[\d,]+ \| [\d,]+ \| ", report, re.M), storm
     n = rules_summary(["rules/"])[0]

@@ -146,3 +146,40 @@ def test_exit_by_signal(collector, watched_cgroup):
     p.wait()
     [ev] = collector.of_pid(p.pid, "exit")
     assert (ev.code, ev.signal, ev.core_dumped) == (None, 9, False)
+
+
+def _start_ticks(pid):
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rfind(b")") + 2:].split()[19])
+
+
+def test_fork_and_exec_carry_the_kernels_start_time_of_the_process(collector, watched_cgroup):
+    """proc.exec_id's start: the kernel's start_boottime, in /proc/PID/stat's clock."""
+    from agent.context.process_tree import BOOT, ProcessTree
+    child = run_python(watched_cgroup, """
+import os, sys, time
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.execv("/bin/sh", ["sh", "-c", "echo ready >&%d; exec sleep 30" % w])
+os.close(w)
+os.read(r, 16)
+with open("/proc/%d/stat" % pid, "rb") as f:
+    stat = f.read()
+report(child=pid, ticks=int(stat[stat.rfind(b")") + 2:].split()[19]))
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+""")
+    pid, ticks = child.out["child"], child.out["ticks"]
+    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    [fork] = collector.find(lambda e: e.kind == "fork" and e.child_pid == pid)
+    [ex] = collector.of_pid(pid, "exec")[:1]
+    assert fork.child_start // tick_ns == ticks
+    assert ex.start == fork.child_start            # exec keeps the process's start
+    tree = ProcessTree()
+    tree.apply(fork)
+    tree.apply(ex)
+    assert tree.get(pid).exec_id == f"{BOOT}:{ticks}:{pid}"
+    assert _start_ticks(os.getpid()) <= ticks

@@ -68,6 +68,24 @@ def test_a_process_that_started_after_the_event_is_not_killed(containers):
     assert wait_until(lambda: not _alive(pid), 5)
 
 
+def test_a_process_whose_exec_id_is_not_the_alerts_is_not_killed(containers):
+    """proc.exec_id names the process exactly: another start tick, or another pid in it,
+    is another process, whatever the event time says."""
+    from agent.context.process_tree import BOOT
+    from agent.response.local import start_ticks
+    c = containers()
+    pid = _sleeper_in(c)
+    ticks = start_ticks(pid)
+    now = time.monotonic_ns()
+    for other in (f"{BOOT}:{ticks - 1}:{pid}", f"{BOOT}:{ticks}:{pid + 1}", "junk"):
+        assert kill_process(pid, now, c.cgroup_dir, other) == (
+            False, f"the pid now belongs to another process than {other}")
+    time.sleep(0.1)
+    assert _alive(pid)
+    assert kill_process(pid, now, c.cgroup_dir, f"{BOOT}:{ticks}:{pid}") == (True, "")
+    assert wait_until(lambda: not _alive(pid), 5)
+
+
 def test_a_process_in_another_cgroup_is_not_killed(containers):
     c, other = containers(), containers()
     theirs = _sleeper_in(other)

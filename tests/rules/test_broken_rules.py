@@ -37,7 +37,7 @@ def test_check_command_reports_every_error_and_fails(tmp_path):
     assert r.returncode == 1
     assert r.stdout.splitlines() == [
         f"{a}:4:14: rule 'R': unknown field 'proc.exx'",
-        f"{b}:6:13: rule 'S': severity must be one of critical, high, medium, low, info, "
+        f"{b}:6:13: rule 'S': severity must be one of info, low, medium, high, critical, "
         "not 'severe'",
         "2 error(s), 0 warning(s)"]
 

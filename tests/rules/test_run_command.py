@@ -100,8 +100,8 @@ def test_run_refuses_to_start_on_rule_errors(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.splitlines()[-2:] == [
-        f"mamori: {bad}:6:13: rule 'Hostname read': severity must be one of critical, high, "
-        "medium, low, info, not 'urgent'",
+        f"mamori: {bad}:6:13: rule 'Hostname read': severity must be one of info, low, "
+        "medium, high, critical, not 'urgent'",
         "mamori: not starting: the rules have errors"]
 
 

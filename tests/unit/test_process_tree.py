@@ -177,3 +177,23 @@ def test_the_kernels_record_of_who_moved_a_process_decides_first():
     gone = t.lookup_event(fork(99999998, 99999997))
     assert (gone.pid, gone.origin, gone.comm) == (99999998, "proc", "c")
     assert t.runtime_setup(gone, 1, "ctr", of, {99999998: (50, 9)}.get) is True
+
+
+def _fork_at(parent, child, start_ns):
+    return tuple.__new__(ForkEvent, _hdr("fork", parent) + (child, start_ns))
+
+
+def test_a_reused_pid_is_another_process_and_not_an_ancestor():
+    clock = Clock()
+    t = ProcessTree(exited_ttl=60, clock=clock)
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    t.apply(_fork_at(1, 100, 50 * tick))           # the parent
+    t.apply(_fork_at(100, 200, 60 * tick))         # its child
+    first = t.get(100).exec_id
+    assert t.ancestry(200)[0] == (100, "", first)
+    t.apply(exit_(100))
+    t.apply(_fork_at(1, 100, 70 * tick))           # pid 100 handed out again, later
+    assert t.get(100).exec_id != first and t.get(100).exec_id.endswith(":70:100")
+    # the child's parent was the first 100: the new one started after the child
+    assert t.ancestry(200) == ()
+    assert [p.pid for p in t.ancestors(100)] == [1]     # its own parent, init
