@@ -36,7 +36,7 @@ class Proc:
     """start_ns: when the process started, ns since boot (the kernel's start_boottime for a
     fork or exec seen, /proc/PID/stat's start tick otherwise); 0 when not known."""
     __slots__ = ("pid", "ppid", "exe", "args", "cwd", "uid", "comm", "start_ns",
-                 "cgroup_id", "exited_at", "origin", "setup", "setup_in")
+                 "cgroup_id", "exited_at", "origin", "setup", "setup_in", "_eid")
 
     def __init__(self, pid, ppid, exe="", args=(), cwd="", uid=-1, comm="", start_ns=0,
                  cgroup_id=0, origin="proc"):
@@ -46,6 +46,7 @@ class Proc:
         # how the table learned of it: "scan" (running before the agent), "fork", "exec",
         # "proc" (read from /proc when an event named it first)
         self.origin = origin
+        self._eid = (None, "")          # (start_ns it was made from, proc.exec_id)
         self.setup: bool | None = None   # runtime setup in container `setup_in`; None: not
         self.setup_in: str | None = None  # decided yet (see the module's docstring)
 
@@ -61,7 +62,11 @@ class Proc:
     def exec_id(self) -> str:
         """proc.exec_id: boot, start tick and pid — one process for its whole life, never
         the same for a process that gets its pid later. "" when its start is not known."""
-        return f"{BOOT}:{self.start_ticks}:{self.pid}" if self.start_ns else ""
+        start, eid = self._eid
+        if start != self.start_ns:      # made once per process (every event asks)
+            eid = f"{BOOT}:{self.start_ticks}:{self.pid}" if self.start_ns else ""
+            self._eid = (self.start_ns, eid)
+        return eid
 
 
 _PROC_READ_MAX = 64 << 10     # argv is the process's own: read no more of it than this
