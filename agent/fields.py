@@ -11,11 +11,13 @@ Everything else is derived from this table:
 
 tests/unit/test_field_registry.py checks that they agree.
 
-A field is used one of three ways:
+A field is used one of four ways:
   ALL       rules, the alert snapshot and the proto
   RULE      rules only: derived from fields the snapshot already has (proc.exe_name is
             the base name of proc.exe), so alerts do not carry it twice
   SNAPSHOT  alerts and the proto only, with the reason rules cannot use it (`why`)
+  INTERNAL  the agent's own (cgroup.* of the discovery events it consumes itself): never
+            printed, alerted on or matched
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ FILE = frozenset(FAMILIES["file"])
 NET = frozenset(FAMILIES["net"])
 CGROUP = frozenset({"cgroup_mkdir", "cgroup_rmdir"})
 
-ALL, RULE, SNAPSHOT = "all", "rule", "snapshot"
+ALL, RULE, SNAPSHOT, INTERNAL = "all", "rule", "snapshot", "internal"
 OTHER = "event.other"          # proto: Event.other[dotted name], the value as text
 
 
@@ -182,11 +184,12 @@ SECTIONS = (
     ("priv", "ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, "
      "io_uring", ""),
     ("cgroup", "cgroup_mkdir, cgroup_rmdir (container discovery)",
-     "The agent's own discovery events: `mamori trace` prints them; rules are never "
-     "evaluated on them."),
+     "The agent's own discovery events. It consumes them itself (they are never printed, "
+     "alerted on or matched by rules), so their fields are not listed here: the new or "
+     "removed cgroup's id, its depth and its path below the cgroup2 root."),
 )
 
-_NOT_RULES = "discovery events are not evaluated by rules"
+_NOT_RULES = "the agent consumes discovery events itself"
 _EXEC = frozenset({"exec"})
 _DRIFT = _EXEC | MAPPING
 
@@ -512,11 +515,11 @@ _SPECS = (
      "operation at a time: see docs/drift.md)"),
 
     ("cgroup.id", INT, CGROUP, _ev("id"), "cgroup",
-     "the cgroup's id (inode number of its cgroup2 directory)", OTHER, SNAPSHOT, _NOT_RULES),
+     "the cgroup's id (inode number of its cgroup2 directory)", None, INTERNAL, _NOT_RULES),
     ("cgroup.level", INT, CGROUP, _ev("level"), "cgroup",
-     "depth below the cgroup2 root (the root is 0)", OTHER, SNAPSHOT, _NOT_RULES),
+     "depth below the cgroup2 root (the root is 0)", None, INTERNAL, _NOT_RULES),
     ("cgroup.path", STR, CGROUP, _ev("path"), "cgroup",
-     "path below the cgroup2 root, e.g. `/kubepods/besteffort/pod…/<id>`", OTHER, SNAPSHOT,
+     "path below the cgroup2 root, e.g. `/kubepods/besteffort/pod…/<id>`", None, INTERNAL,
      _NOT_RULES),
 )
 
@@ -536,7 +539,7 @@ for _s in _SPECS:
 # per kind, the fields an alert's snapshot carries, in registry order
 SNAPSHOT_FIELDS: dict[str, tuple[Field, ...]] = {
     k: tuple(f for f in REGISTRY.values() if f.in_snapshot and k in f.kinds)
-    for k in (*EVENT_KINDS, *sorted(CGROUP))}
+    for k in EVENT_KINDS}
 
 
 def snapshot(item) -> dict:
@@ -574,10 +577,12 @@ def markdown() -> str:
            "(proto/mamori/v1/alerts.proto); `other` is `event.other`, the map of every field "
            "without a typed place, by dotted name, the value as text.", ""]
     for key, title, intro in SECTIONS:
-        fields = [f for f in REGISTRY.values() if f.section == key]
+        fields = [f for f in REGISTRY.values() if f.section == key and f.use != INTERNAL]
         out += [f"## {title}", ""]
         if intro:
             out += [intro, ""]
+        if not fields:
+            continue
         out += ["| field | type | meaning | used in | gRPC |", "|---|---|---|---|---|"]
         for f in fields:
             use = _USE_DOC.get(f.use) or f"alerts, gRPC (not rules: {f.why})"

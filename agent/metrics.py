@@ -41,91 +41,80 @@ class Metrics:
 
 
 class _AgentCollector:
+    """Every agent metric, from one AgentStats snapshot per scrape (agent/stats.py)."""
+
     def __init__(self, agent):
-        self.agent = agent
+        self.stats = agent.stats if hasattr(agent, "stats") else agent   # -> AgentStats
 
     def collect(self):
-        a = self.agent
-        sensor = a.pipeline.sensor
+        s = self.stats()
         c = CounterMetricFamily("mamori_events", "Events received from the kernel",
                                 labels=["kind"])
-        for kind, n in sensor.stats.received.items():
+        for kind, n in s.events.items():
             c.add_metric([kind], n)
         yield c
         c = CounterMetricFamily("mamori_events_lost", "Events lost, in the kernel (ring full), "
                                 "shed in the kernel from a container over its budget, or in "
                                 "the agent's queue", labels=["kind", "where"])
-        for kind, n in a.kernel_drops.items():
+        for kind, n in s.lost_kernel.items():
             c.add_metric([kind, "kernel"], n)
-        for kind, n in a.kernel_shed.items():
+        for kind, n in s.lost_shed.items():
             c.add_metric([kind, "shed"], n)
-        c.add_metric(["all", "user-queue"], a.queue_drops)
+        c.add_metric(["all", "user-queue"], s.lost_queue)
         yield c
         yield GaugeMetricFamily("mamori_congested", "1 while the kernel is told the agent "
                                 "falls behind (containers over budget shed bulk events)",
-                                value=1 if sensor.congested else 0)
-        pods = a.pipeline.pods
+                                value=1 if s.congested else 0)
         yield CounterMetricFamily("mamori_pod_objects_malformed", "Pod objects or watch "
                                   "events from the API skipped as malformed",
-                                  value=pods.bad_objects if pods is not None else 0)
+                                  value=s.pod_objects_malformed)
         c = CounterMetricFamily("mamori_malformed_records", "Records that did not decode",
                                 labels=["reason"])
-        for reason, n in sensor.stats.malformed.items():
+        for reason, n in s.malformed.items():
             c.add_metric([reason], n)
         yield c
         c = CounterMetricFamily("mamori_alerts", "Alerts raised", labels=["rule", "severity"])
-        for (rule, sev), n in a.alerts_by_rule.items():
+        for (rule, sev), n in s.alerts.items():
             c.add_metric([rule, sev], n)
         yield c
         c = CounterMetricFamily("mamori_actions", "Response actions by outcome",
                                 labels=["action", "outcome"])
-        if a.responder is not None:
-            for (action, outcome), n in a.responder.outcomes.items():
-                c.add_metric([action, outcome], n)
+        for (action, outcome), n in s.actions.items():
+            c.add_metric([action, outcome], n)
         yield c
-        g = GaugeMetricFamily("mamori_subscribers", "gRPC subscribers connected")
-        g.add_metric([], len(a.hub.subscribers))
-        yield g
-        rs = a.engine.ruleset
-        g = GaugeMetricFamily("mamori_rules_loaded", "Rules loaded (enabled or not)")
-        g.add_metric([], len(rs.rules) if rs else 0)
-        yield g
-        g = GaugeMetricFamily("mamori_rules_last_reload_ok", "1 if the last rules load "
-                              "succeeded, 0 if it failed (the previous rules still run)")
-        g.add_metric([], 0 if a.engine.last_error else 1)
-        yield g
-        j = a.journal
-        g = GaugeMetricFamily("mamori_journal_persisting", "1 while alerts are written to "
-                              "the journal, 0 while it cannot be written (alerts are "
-                              "delivered live only)")
-        g.add_metric([], 1 if j.persisting else 0)
-        yield g
+        yield GaugeMetricFamily("mamori_subscribers", "gRPC subscribers connected",
+                                value=s.subscribers)
+        yield GaugeMetricFamily("mamori_rules_loaded", "Rules loaded (enabled or not)",
+                                value=s.rules_loaded)
+        yield GaugeMetricFamily("mamori_rules_last_reload_ok", "1 if the last rules load "
+                                "succeeded, 0 if it failed (the previous rules still run)",
+                                value=1 if s.rules_reload_ok else 0)
+        yield GaugeMetricFamily("mamori_journal_persisting", "1 while alerts are written to "
+                                "the journal, 0 while it cannot be written (alerts are "
+                                "delivered live only)", value=1 if s.journal_persisting else 0)
         yield CounterMetricFamily("mamori_journal_write_errors", "Journal writes, rotations "
-                                  "and fsyncs that failed", value=j.write_errors)
+                                  "and fsyncs that failed", value=s.journal_write_errors)
         yield CounterMetricFamily("mamori_journal_unpersisted_alerts", "Alerts delivered but "
-                                  "not written to the journal", value=j.unpersisted_total)
+                                  "not written to the journal", value=s.journal_unpersisted)
         c = CounterMetricFamily("mamori_stage_errors", "Exceptions a pipeline stage caught "
                                 "and went on after (the batch or poll is lost)",
                                 labels=["stage"])
         for stage in ("poller", "evaluator", "publish"):
-            c.add_metric([stage], a.stage_errors.get(stage, 0))
+            c.add_metric([stage], s.stage_errors.get(stage, 0))
         yield c
         c = CounterMetricFamily("mamori_output_errors", "Alerts an output failed to take",
                                 labels=["output"])
-        for name, n in a.output_errors.items():
+        for name, n in s.output_errors.items():
             c.add_metric([name], n)
         yield c
         g = GaugeMetricFamily("mamori_stage_idle_seconds", "Seconds since the stage last "
                               "made progress (the evaluator: finished a batch or found the "
                               "queue empty)", labels=["stage"])
-        now = time.monotonic()
-        for stage, t in a.heartbeat.items():
-            g.add_metric([stage], now - t if t else 0.0)
+        for stage, idle in s.stage_idle_s.items():
+            g.add_metric([stage], idle)
         yield g
-        g = GaugeMetricFamily("mamori_healthy", "1 if /healthz answers ok (no pipeline stage "
-                              "dead or stalled)")
-        g.add_metric([], 1 if a.liveness()[0] else 0)
-        yield g
+        yield GaugeMetricFamily("mamori_healthy", "1 if /healthz answers ok (no pipeline stage "
+                                "dead or stalled)", value=1 if s.healthy else 0)
 
 
 class HealthServer:

@@ -23,6 +23,7 @@ from .alerts.hub import AlertHub
 from .alerts.journal import Journal
 from .config import Config
 from .pipeline import Pipeline
+from .stats import AgentStats
 from .rules.engine import RuleEngine
 from .sensor import ring
 
@@ -185,14 +186,34 @@ class Agent:
         self.pipeline.close()
         self.journal.close()
 
+    def stats(self) -> AgentStats:
+        """What the agent has counted, as one snapshot (metrics and GetStatus read it)."""
+        sensor, rs, j = self.pipeline.sensor, self.engine.ruleset, self.journal
+        pods = self.pipeline.pods
+        now = time.monotonic()
+        return AgentStats(
+            events=dict(sensor.stats.received), malformed=dict(sensor.stats.malformed),
+            lost_kernel=dict(self.kernel_drops), lost_shed=dict(self.kernel_shed),
+            lost_queue=self.queue_drops, congested=bool(sensor.congested),
+            pod_objects_malformed=pods.bad_objects if pods is not None else 0,
+            alerts=dict(self.alerts_by_rule),
+            actions=dict(self.responder.outcomes) if self.responder is not None else {},
+            subscribers=len(self.hub.subscribers),
+            rules_loaded=len(rs.rules) if rs else 0,
+            rules_reload_ok=not self.engine.last_error,
+            journal_persisting=j.persisting, journal_write_errors=j.write_errors,
+            journal_unpersisted=j.unpersisted_total, stage_errors=dict(self.stage_errors),
+            output_errors=dict(self.output_errors),
+            stage_idle_s={k: now - t if t else 0.0 for k, t in self.heartbeat.items()},
+            healthy=self.liveness()[0])
+
     def status(self) -> dict:
-        rs = self.engine.ruleset
-        lost = dict(self.kernel_drops)
-        if self.queue_drops:
-            lost["user-queue"] = self.queue_drops
+        s = self.stats()
+        lost = dict(s.lost_kernel)
+        if s.lost_queue:
+            lost["user-queue"] = s.lost_queue
         return {"node": self.node, "uptime": time.monotonic() - self.started,
-                "events_seen": dict(self.pipeline.sensor.stats.received),
-                "events_lost": lost, "rules_loaded": len(rs.rules) if rs else 0,
+                "events_seen": s.events, "events_lost": lost, "rules_loaded": s.rules_loaded,
                 "last_reload_error": "\n".join(str(p) for p in self.engine.last_error),
                 "health": self.liveness()[1]}
 

@@ -38,11 +38,12 @@ def record(n: int) -> tuple[Pipeline, list[list[bytes]], dict]:
     cg = os.path.join(cgroups.cgroup2_root(), "mamori-bench", "profile")
     os.makedirs(cg, exist_ok=True)
     rel = "/" + os.path.relpath(cg, cgroups.cgroup2_root())
-    # a ring that holds the whole storm, and a process table that keeps the storm's exited
-    # process for the replays
+    # a ring that holds the whole storm, a process table that keeps the storm's exited
+    # process for the replays, and the cgroup a container (as the report's agent has it)
     cfg = config.load(None, {"kubernetes.mode": "off",
                              "sensor.ring_bytes": 256 << 20,
-                             "context.exited_ttl_s": 600})
+                             "context.exited_ttl_s": 600,
+                             "context.container_parents": ["mamori-bench"]})
     pipe = Pipeline(cfg, extra_watch=(rel,))
     pipe.start()
     batches: list[list[bytes]] = []
