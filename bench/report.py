@@ -334,7 +334,7 @@ def ceiling_section(c: dict, best: float) -> list[str]:
            f"{s['storm_ns']:,.0f} ns an iteration, which is one core's worth of the 2 — the "
            f"load generator is the limit there. The pipeline sustains {best:,.0f}/s of it "
            f"({best / s['delivered_per_s']:.0%}). The same {s['records']:,} records replayed "
-           "through the evaluator's stages (CPU time, best of 3):", "",
+           "through the evaluator's stages (CPU time, best of 5, the stages taking turns):", "",
            "| stage | CPU µs per event | cumulative | one core's ceiling |",
            "|---|---:|---:|---:|"]
     prev = 0.0

@@ -25,6 +25,9 @@ class ContainerRegistry:
         self._by_id: dict[str, ct.ContainerInfo] = {}
         # containers described before their runtime wrote its state: asked again later
         self._incomplete: dict[str, float] = {}
+        # container id -> the pid whose mountinfo could not be read (gone): not read again
+        # for each of its events, only for another process's
+        self._rootfs_failed: dict[str, int] = {}
 
     def ref_for_path(self, path: str) -> ct.ContainerRef | None:
         parent, _, last = path.rstrip("/").rpartition("/")
@@ -81,11 +84,15 @@ class ContainerRegistry:
     def refresh_rootfs(self, info: ct.ContainerInfo, pid: int) -> ct.ContainerInfo:
         """Read the root filesystem from a process known to be the workload (not the
         runtime's setup process, which still sees the host's root)."""
-        if info.rootfs is not None:
+        if info.rootfs is not None or self._rootfs_failed.get(info.id) == pid:
             return info
         rootfs = ct.rootfs_of(pid)
         if rootfs is None:
+            if len(self._rootfs_failed) >= 4096:
+                self._rootfs_failed.clear()
+            self._rootfs_failed[info.id] = pid
             return info
+        self._rootfs_failed.pop(info.id, None)
         new = replace(info, rootfs=rootfs)
         self._by_id[info.id] = new
         for cg, i in list(self._by_cgroup.items()):

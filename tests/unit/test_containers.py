@@ -108,3 +108,23 @@ def test_mountinfo_is_read_with_a_bound_and_no_cut_line(monkeypatch):
     monkeypatch.setattr(ct, "MOUNTINFO_MAX", len(full[0]) + len(full[1]) + 5)
     assert ct.read_mountinfo(os.getpid()) == full[:2]
     assert ct.read_mountinfo(2 ** 22 + 12345) is None
+
+
+def test_a_gone_processs_root_is_not_read_again_for_each_of_its_events(monkeypatch):
+    from agent.context import containers as ct
+    from agent.context.cgroup_index import CgroupIndex
+    from agent.context.registry import ContainerRegistry
+    reads = []
+
+    def rootfs_of(pid):
+        reads.append(pid)
+        return ct.RootFS("overlay", ("/l",), "/u") if pid == 3 else None
+    monkeypatch.setattr(ct, "rootfs_of", rootfs_of)
+    reg = ContainerRegistry(CgroupIndex("/nonexistent"))
+    info = ct.ContainerInfo("c1", "runc", "/mamori-test/c1")
+    for _ in range(3):
+        assert reg.refresh_rootfs(info, 2) is info          # pid 2 is gone: read once
+    assert reads == [2]
+    new = reg.refresh_rootfs(info, 3)                      # another process: read
+    assert reads == [2, 3] and new.rootfs == ct.RootFS("overlay", ("/l",), "/u")
+    assert reg.refresh_rootfs(new, 2) is new and reads == [2, 3]
