@@ -315,7 +315,7 @@ def render(r: dict) -> str:
                        f"{ms(max(xs))} |")
         else:
             out.append(f"| {name} | 0 | — | — | — |")
-    t = r["targets"]
+    t = targets(r)
     out += ["", "### Against the targets", "",
             "| target | measured | |", "|---|---|---|"]
     for name, val, ok in t:
@@ -363,6 +363,35 @@ def write_doc(section: str) -> None:
         text += f"\n## The report (`make bench`)\n\n{BEGIN}\n{section}{END}\n"
     with open(DOC, "w") as f:
         f.write(text)
+
+
+def targets(r: dict) -> list:
+    """(target, measured, met) rows. A storm whose floor is within noise while Mamori's cost
+    outside is not cannot show "≤ 1.2× the floor": it counts against the target."""
+    best = max((s["offered"] for s in r["steps"] if sustained(s)), default=0)
+    ov = r["overhead"]
+
+    ratios = {k: floor_ratio(ov[k], "outside") for k in ov}
+    measurable = [x for x in ratios.values() if x is not None]
+    worst_outside = max(measurable) if measurable else float("inf")
+    unjudged = [k for k, x in ratios.items() if x is None and
+                ov[k]["outside"]["ns"] - ov[k]["none"]["ns"] >= NOISE * ov[k]["none"]["ns"]]
+    kill_p99 = pct(r["kill_ns"], 99) if r["kill_ns"] else float("inf")
+    peak_rss = max([s["peak"] for s in r["steps"]] + [r["idle"]["rss"]])
+    return [
+        ("outside watched containers ≤ 1.2× the floor's overhead",
+         ", ".join(f"{k} {x:.3f}×" if x is not None else
+                   f"{k}: floor within noise, outside "
+                   f"{(ov[k]['outside']['ns'] - ov[k]['none']['ns']) / ov[k]['none']['ns']:+.1%}"
+                   for k, x in ratios.items()), worst_outside <= 1.2 and not unjudged),
+        ("≥ 50,000 events/s end to end with 0 lost", f"{best:,.0f} events/s", best >= 50_000),
+        ("≥ 200,000 events/s end to end with 0 lost, or the sensor's own ceiling here",
+         f"{best:,.0f} events/s: {best / r['ceiling']['sensor']['delivered_per_s']:.0%} of "
+         f"the {r['ceiling']['sensor']['delivered_per_s']:,.0f}/s the sensor alone delivers",
+         best >= min(200_000, r["ceiling"]["sensor"]["delivered_per_s"] * 0.95)),
+        ("detect → SIGKILL p99 ≤ 10 ms", ms(kill_p99), kill_p99 <= 10e6),
+        ("RSS ≤ 250 MB", f"{peak_rss:.0f} MiB peak", peak_rss <= 250),
+    ]
 
 
 def main() -> int:
@@ -476,28 +505,7 @@ def main() -> int:
     print("== syscall overhead", flush=True)
     r["overhead"], _ = sensor_overhead.measure(sizes, repeat)
 
-    best = max((s["offered"] for s in r["steps"] if sustained(s)), default=0)
-    ov = r["overhead"]
-
-    ratios = {k: floor_ratio(ov[k], "outside") for k in ov}
-    measurable = [x for x in ratios.values() if x is not None]
-    worst_outside = max(measurable) if measurable else float("inf")
-    kill_p99 = pct(r["kill_ns"], 99) if r["kill_ns"] else float("inf")
-    peak_rss = max([s["peak"] for s in r["steps"]] + [r["idle"]["rss"]])
-    r["targets"] = [
-        ("outside watched containers ≤ 1.2× the floor's overhead",
-         ", ".join(f"{k} {x:.3f}×" if x is not None else
-                   f"{k}: floor within noise, outside "
-                   f"{(ov[k]['outside']['ns'] - ov[k]['none']['ns']) / ov[k]['none']['ns']:+.1%}"
-                   for k, x in ratios.items()), worst_outside <= 1.2),
-        ("≥ 50,000 events/s end to end with 0 lost", f"{best:,.0f} events/s", best >= 50_000),
-        ("≥ 200,000 events/s end to end with 0 lost, or the sensor's own ceiling here",
-         f"{best:,.0f} events/s: {best / r['ceiling']['sensor']['delivered_per_s']:.0%} of "
-         f"the {r['ceiling']['sensor']['delivered_per_s']:,.0f}/s the sensor alone delivers",
-         best >= min(200_000, r["ceiling"]["sensor"]["delivered_per_s"] * 0.95)),
-        ("detect → SIGKILL p99 ≤ 10 ms", ms(kill_p99), kill_p99 <= 10e6),
-        ("RSS ≤ 250 MB", f"{peak_rss:.0f} MiB peak", peak_rss <= 250),
-    ]
+    r["targets"] = targets(r)
     last = os.path.join(out_dir, "last-report.json") if out_dir else LAST
     os.makedirs(os.path.dirname(last), exist_ok=True)
     with open(last, "w") as f:
