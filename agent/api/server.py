@@ -218,7 +218,7 @@ class AlertsService(pb_grpc.AlertsServicer):
                           technique=pb.Technique(id=r.technique,
                                                  name=catalog.technique_name(r.technique)),
                           action=r.action, enabled=r.enabled, tags=list(r.tags),
-                          source=r.source)
+                          defined_at=r.defined_at)
         return out
 
     async def Release(self, request, context):

@@ -29,7 +29,7 @@ class Rule:
     action: str
     enabled: bool
     tags: tuple[str, ...]
-    source: str                          # file:line
+    defined_at: str                      # file:line
     match: object = None                 # item -> bool (condition and not exceptions)
     render: object = None                # item -> str
     exceptions: tuple = ()               # names of the exceptions

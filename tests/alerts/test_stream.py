@@ -33,14 +33,15 @@ class Env:
     """A hub and its API on a unix socket (the default listener), or on loopback TCP when
     TLS options are given."""
 
-    def __init__(self, tmp_path, queue=10000, release_fn=None, queue_bytes=16 << 20, **opts):
+    def __init__(self, tmp_path, queue=10000, release_fn=None, queue_bytes=16 << 20,
+                 rules_fn=lambda: (None, None), **opts):
         self.dir = str(tmp_path / "journal")
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.dir).open()
         self.hub = AlertHub(self.journal, queue, queue_bytes)
         tcp = "tls_cert" in opts
         self.target = f"unix://{tmp_path}/api/mamori.sock"
-        self.server = ApiServer(self.hub, lambda: (None, None),
+        self.server = ApiServer(self.hub, rules_fn,
                                 lambda: {"node": "n1", "rules_loaded": 3},
                                 listen=["127.0.0.1:0"] if tcp else [self.target],
                                 release_fn=release_fn, **opts)
@@ -257,6 +258,27 @@ def test_status_rules_health_and_reflection(env):
     names = sorted(s.name for s in resp.list_services_response.service)
     assert names == ["grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                      "mamori.v1.Alerts"]
+
+
+def test_list_rules_says_each_rules_attack_tags_and_where_it_is_defined(tmp_path):
+    from agent.rules.engine import RuleEngine
+    f = tmp_path / "team.yaml"
+    f.write_text("- rule: Shadow read\n  desc: reads shadow\n  events: [open]\n"
+                 "  condition: file.path = /etc/shadow\n  output: '%proc.exe'\n"
+                 "  severity: critical\n  tactic: TA0006\n  technique: T1003.008\n"
+                 "  action: terminate\n  tags: [team]\n")
+    eng = RuleEngine([str(f)])
+    eng.load()
+    e = Env(tmp_path / "e", rules_fn=lambda: (eng.ruleset, eng.catalog))
+    try:
+        [r] = e.stub().ListRules(pb.ListRulesRequest(), timeout=5).rules
+        assert (r.name, r.desc, list(r.events), r.severity, r.tactic.id, r.technique.id,
+                r.action, r.enabled, list(r.tags), r.defined_at) == (
+            "Shadow read", "reads shadow", ["open"], pb.SEVERITY_CRITICAL, "TA0006",
+            "T1003.008", "terminate", True, ["team"], f"{f}:1")
+        assert r.tactic.name == "Credential Access"
+    finally:
+        e.close()
 
 
 # -- TLS ------------------------------------------------------------------------------------
