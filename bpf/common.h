@@ -323,17 +323,34 @@ static __always_inline struct inflight *inflight_at_exit(u32 *tid)
     return inflight.lookup(tid);
 }
 
-/* The struct file behind fd of the current task, or NULL. */
+/* Members that lie close together in a kernel struct (they do on 6.x) are read with one probe
+ * read of their span — each read costs ~40 ns on the hot paths — else one by one. All
+ * offsets are -D constants, so the choice is made at compile time. */
+#define MIN2_(a, b) ((a) < (b) ? (a) : (b))
+#define MAX2_(a, b) ((a) > (b) ? (a) : (b))
+#define AT_(buf, lo, off, type) (*(type *)((char *)(buf) + ((off) - (lo))))
+
+/* The struct file behind a descriptor of the task, or NULL; the fdtable's size and array are
+ * read together. */
+#define FDT_LO_ MIN2_(FDT_MAX_FDS, FDT_FD)
+#define FDT_HI_ MAX2_(FDT_MAX_FDS, FDT_FD)
 static __always_inline void *file_of_fd(void *task, s64 fd)
 {
     void *files = READ_PTR(task, TASK_FILES);
-    if (!files)
+    if (!files || fd < 0)
         return 0;
     void *fdt = READ_PTR(files, FILES_FDT);
+#if FDT_HI_ - FDT_LO_ <= 16
+    u64 b[(FDT_HI_ - FDT_LO_) / 8 + 1] = {};
+    bpf_probe_read_kernel(b, FDT_HI_ - FDT_LO_ + 8, fdt + FDT_LO_);
+    u32 max = AT_(b, FDT_LO_, FDT_MAX_FDS, u32);
+    void *fdarr = AT_(b, FDT_LO_, FDT_FD, void *);
+#else
     u32 max = READ_U32(fdt, FDT_MAX_FDS);
-    if (fd < 0 || fd >= max)
-        return 0;
     void *fdarr = READ_PTR(fdt, FDT_FD);
+#endif
+    if (fd >= max)
+        return 0;
     return READ_PTR(fdarr, (fd & 0xffffff) * 8);
 }
 

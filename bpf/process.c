@@ -27,12 +27,8 @@ BPF_HASH(exec_allow, struct mount_key, u8, 65536);
 #define VM_MAYEXEC_ 0x40
 #define SHM_EXEC_ 0100000
 
-/* Members that lie close together in a kernel struct (they do on 6.x) are read with one probe
- * read of their span — each read costs ~40 ns on the mapping probes' hot path — else one by
- * one. All offsets are -D constants, so the choice is made at compile time. */
-#define MIN2_(a, b) ((a) < (b) ? (a) : (b))
-#define MAX2_(a, b) ((a) > (b) ? (a) : (b))
-#define AT_(buf, lo, off, type) (*(type *)((char *)(buf) + ((off) - (lo))))
+/* Members that lie close together in a kernel struct are read with one probe read of their
+ * span (MIN2_, MAX2_, AT_ in common.h). */
 
 /* file: f_inode, f_path.mnt, f_path.dentry */
 #define FILE_LO_ MIN2_(FILE_INODE, MIN2_(FILE_PATH_MNT, FILE_PATH_DENTRY))
@@ -66,30 +62,6 @@ static __always_inline void inode_facts(void *inode, void **sb, u32 *nlink)
     *sb = READ_PTR(inode, INODE_SB);
     *nlink = READ_U32(inode, INODE_NLINK);
 #endif
-}
-
-/* The struct file behind a descriptor, as common.h's file_of_fd(), with the fdtable's size
- * and array read together. */
-#define FDT_LO_ MIN2_(FDT_MAX_FDS, FDT_FD)
-#define FDT_HI_ MAX2_(FDT_MAX_FDS, FDT_FD)
-static __always_inline void *fd_file(void *task, s32 fd)
-{
-    void *files = READ_PTR(task, TASK_FILES);
-    if (!files || fd < 0)
-        return 0;
-    void *fdt = READ_PTR(files, FILES_FDT);
-#if FDT_HI_ - FDT_LO_ <= 16
-    u64 b[(FDT_HI_ - FDT_LO_) / 8 + 1] = {};
-    bpf_probe_read_kernel(b, FDT_HI_ - FDT_LO_ + 8, fdt + FDT_LO_);
-    u32 max = AT_(b, FDT_LO_, FDT_MAX_FDS, u32);
-    void *fdarr = AT_(b, FDT_LO_, FDT_FD, void *);
-#else
-    u32 max = READ_U32(fdt, FDT_MAX_FDS);
-    void *fdarr = READ_PTR(fdt, FDT_FD);
-#endif
-    if (fd >= max)
-        return 0;
-    return READ_PTR(fdarr, (fd & 0xffffff) * 8);
 }
 
 /* The kind of file behind one of the new program's fds 0..2 (mode and rdev; 0 if closed). */
@@ -167,7 +139,7 @@ static __always_inline void stdin_facts(void *task, struct exec_event *e)
     e->stdin_ino = 0;
     if ((e->fd_mode[0] & S_IFMT_) != S_IFREG_)
         return;
-    void *file = fd_file(task, 0), *inode, *mnt, *dentry, *sb;
+    void *file = file_of_fd(task, 0), *inode, *mnt, *dentry, *sb;
     if (!file)
         return;
     file_facts(file, &inode, &mnt, &dentry);
@@ -495,7 +467,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
     void *task = (void *)bpf_get_current_task();
     if (!exec_prot(task, prot))
         return 0;
-    void *file = fd_file(task, fd);
+    void *file = file_of_fd(task, fd);
     if (!file)
         return 0;
     struct fileref r = {};
