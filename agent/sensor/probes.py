@@ -33,6 +33,11 @@ OPTIONAL_TRACEPOINTS = {
     "sys_enter_finit_module": "no tracepoint (kernel built without module support)",
     "sys_enter_io_uring_setup": "no tracepoint (kernel built without io_uring)",
 }
+# Optional offset groups (agent/sensor/btf.py OPTIONAL_OFFSETS) whose code also needs a
+# tracepoint: compiled only where both are there.
+GROUP_TRACEPOINTS = {
+    "URING_OPEN": ("io_uring", "io_uring_complete"),
+}
 
 
 # Offsets the mmap_exec probes (bpf/process.c) read beyond agent/sensor/btf.py's OFFSETS and
@@ -148,9 +153,13 @@ class Sensor:
         if "process" in self.families:
             self.unavailable.update(untraced)
         extra, missing = optional_offsets(btf)
-        offsets.update(extra)
         for group, why in missing.items():
             self.unavailable[group.lower()] = f"not in kernel BTF: {why}"
+        for group, (category, tp) in GROUP_TRACEPOINTS.items():   # and the tracepoint too
+            if extra.get(f"HAVE_{group}") and not tracepoint_exists(category, tp):
+                del extra[f"HAVE_{group}"]
+                self.unavailable[group.lower()] = f"no {category}:{tp} tracepoint"
+        offsets.update(extra)
         flags = [f"-I{BPF_DIR}", f"-DRING_PAGES={self.ring_pages}",
                  f"-DWRITE_TRACKING_ENTRIES={self.write_tracking_entries}"]
         flags += [f"-D{k}={v}" for k, v in offsets.items()]
@@ -159,9 +168,6 @@ class Sensor:
                 flags.append(f"-DHAVE_{tp}")
             else:
                 self.unavailable[tp[len("sys_enter_"):]] = why
-        if "HAVE_URING_OPEN" in extra and not tracepoint_exists("io_uring", "io_uring_complete"):
-            flags.remove("-DHAVE_URING_OPEN=1")
-            self.unavailable["uring_open"] = "no io_uring:io_uring_complete tracepoint"
         return flags
 
     def source(self) -> str:
