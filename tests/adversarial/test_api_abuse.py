@@ -12,7 +12,6 @@ cluster.
 """
 from __future__ import annotations
 
-import datetime
 import grp
 import json
 import os
@@ -33,6 +32,7 @@ import yaml
 from agent import config
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb
 from agent.api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
+from testbed.certs import certs, tls_channel
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -263,61 +263,14 @@ def test_root_releases_only_a_pod_this_node_isolated(agent_factory, containers, 
     assert release("web-a").returncode == 1                 # released: not isolated any more
 
 
-def _certs(d):
-    """A CA; a server certificate for localhost; client certificates 'client' and
-    'mamori-admin' from that CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    out = {}
-
-    def make(cn, key, ca=False, san=None):
-        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name("test-ca"))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), False)
-        return b.sign(ca_key, hashes.SHA256())
-
-    def write(fname, data):
-        p = os.path.join(d, fname)
-        with open(p, "wb") as f:
-            f.write(data)
-        return p
-    out["ca"] = write("ca.pem", make("test-ca", ca_key, ca=True).public_bytes(
-        serialization.Encoding.PEM))
-    for who, san in (("server", "localhost"), ("client", None), ("mamori-admin", None)):
-        k = ec.generate_private_key(ec.SECP256R1())
-        out[who] = write(f"{who}.pem", make("localhost" if who == "server" else who, k,
-                                            san=san).public_bytes(serialization.Encoding.PEM))
-        out[who + "_key"] = write(f"{who}.key", k.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return out
-
-
-def _tls(port, c, who=None):
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=open(c["ca"], "rb").read(),
-        private_key=open(c[who + "_key"], "rb").read() if who else None,
-        certificate_chain=open(c[who], "rb").read() if who else None)
-    return grpc.secure_channel(f"localhost:{port}", creds)
-
-
 def test_mutual_tls_a_certificate_that_is_not_an_admin_reads_but_cannot_release(
         agent_factory, containers, tmp_path):
-    c = _certs(str(tmp_path))
+    c = certs(str(tmp_path), ("client", "mamori-admin"))
     port = free_port()
     agent = agent_factory(api={"listen": [f"unix://{tmp_path}/api/m.sock", f"127.0.0.1:{port}"],
                                "tls_cert": c["server"], "tls_key": c["server_key"],
                                "tls_client_ca": c["ca"], "admin_identities": ["mamori-admin"]})
-    user = Stream(_tls(port, c, "client"))
+    user = Stream(tls_channel(port, c, "client"))
     assert wait_until(lambda: "mamori_subscribers 1.0" in agent.http("/metrics")[1], 10)
     box = containers()
     m = agent.mark()
@@ -325,16 +278,16 @@ def test_mutual_tls_a_certificate_that_is_not_an_admin_reads_but_cannot_release(
     a = agent.wait_for(SHADOW, box.id, since=m)
     assert wait_until(lambda: SHADOW in user.rules(), 10)     # reading: any client cert
     assert [x.sequence for x in user.alerts if x.rule == SHADOW] == [a["seq"]]
-    code, detail = _release(_tls(port, c, "client"), "shop", "web-1")
+    code, detail = _release(tls_channel(port, c, "client"), "shop", "web-1")
     assert code == "PERMISSION_DENIED"
     assert re.fullmatch(r"Release needs an admin identity \(root on a root-only unix socket, "
                         r"or a client certificate named in api.admin_identities\): "
                         r"ipv4:127\.0\.0\.1:\d+: client certificate 'client' is not in "
                         r"api\.admin_identities", detail), detail
-    assert _release(_tls(port, c, "mamori-admin"), "shop", "web-1") == (
+    assert _release(tls_channel(port, c, "mamori-admin"), "shop", "web-1") == (
         "NOT_FOUND", f"shop/web-1 was not isolated by the agent on node {NODE}; nothing was "
                      f"released")
-    for ch in (_tls(port, c), grpc.insecure_channel(f"127.0.0.1:{port}")):  # no cert; plain
+    for ch in (tls_channel(port, c), grpc.insecure_channel(f"127.0.0.1:{port}")):  # no cert; plain
         with pytest.raises(grpc.RpcError) as e:
             pb_grpc.AlertsStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE

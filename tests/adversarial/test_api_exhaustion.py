@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb
 from agent.api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
-from alerts.test_stream_limits import certs, tls_channel
+from testbed.certs import certs, tls_channel
 from testbed.image import build_image
 from testbed.runc import Container
 from testbed.waiting import wait_until

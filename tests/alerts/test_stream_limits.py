@@ -3,7 +3,6 @@ loopback TCP with mutual TLS): idle streams do not take the capacity GetStatus a
 health check answer with; streams are capped per client and in all; a client cannot choose
 a queue larger than the configuration; queues are bounded by bytes; a stalled reader is
 disconnected and resumes from the journal; a peer that vanished is found by keepalive."""
-import datetime
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from agent.alerts.journal import Journal
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb
 from agent.api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
 from agent.api.server import ApiServer, to_proto
+from testbed.certs import certs, tls_channel
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,50 +34,6 @@ def rec(i, args=("cat", "/etc/shadow")):
                        "proc.exe": "/bin/cat", "proc.args": list(args),
                        "container.id": "c1", "event.kind": "open",
                        "file.path": "/etc/shadow"}}
-
-
-def certs(d, clients):
-    """A CA, a server certificate for localhost, and one client certificate per name."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-
-    def make(cn, key, ca=False, san=None):
-        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name("test-ca"))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), False)
-        return b.sign(ca_key, hashes.SHA256())
-
-    def write(fname, data):
-        p = os.path.join(d, fname)
-        with open(p, "wb") as f:
-            f.write(data)
-        return p
-    pem = serialization.Encoding.PEM
-    out = {"ca": write("ca.pem", make("test-ca", ca_key, ca=True).public_bytes(pem))}
-    for who in ("server", *clients):
-        k = ec.generate_private_key(ec.SECP256R1())
-        cn, san = ("localhost", "localhost") if who == "server" else (who, None)
-        out[who] = write(f"{who}.pem", make(cn, k, san=san).public_bytes(pem))
-        out[who + "_key"] = write(f"{who}.key", k.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return out
-
-
-def tls_channel(port, c, who):
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=open(c["ca"], "rb").read(),
-        private_key=open(c[who + "_key"], "rb").read(),
-        certificate_chain=open(c[who], "rb").read())
-    return grpc.secure_channel(f"localhost:{port}", creds)
 
 
 class Api:
