@@ -15,12 +15,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 import yaml
 
 from testbed import runc
+from testbed.listener import connects, host_listener
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -195,27 +195,6 @@ class AgentInRunc:
         return self.proc.returncode
 
 
-def _listener(ip, port=8099):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ip, port))
-    s.listen(64)
-
-    def serve():
-        while True:
-            try:
-                s.accept()[0].close()
-            except OSError:
-                return
-    threading.Thread(target=serve, daemon=True).start()
-    return s
-
-
-def _connects(c):
-    return c.sh(f"nc -w 1 {c.host_ip} 8099 </dev/null && echo OK", check=False).stdout == \
-        b"OK\n"
-
-
 @pytest.fixture
 def agent_as_deployed(tmp_path):
     objs, pod_spec = manifest()
@@ -275,15 +254,15 @@ def test_the_agent_works_with_the_daemonset_security_context(agent_as_deployed, 
     assert (first["response"]["action"], first["response"]["status"]) == ("terminate", "done")
     # ... and isolates (cgroup BPF, with these capabilities)
     n = containers(network=True)
-    lsn = _listener(n.host_ip)
+    lsn = host_listener(n.host_ip)
     try:
-        assert _connects(n)
+        assert connects(n)
         n.sh("cat /tmp/isolate-me", check=False)
         assert wait_until(lambda: [r for r in a.alerts() if r["rule"] == "Test: isolate me"],
                           15)
         [iso] = [r for r in a.alerts() if r["rule"] == "Test: isolate me"]
         assert (iso["response"]["action"], iso["response"]["status"]) == ("isolate", "done")
-        assert not _connects(n)
+        assert not connects(n)
     finally:
         lsn.close()
 

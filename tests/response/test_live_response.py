@@ -1,13 +1,12 @@
 """Response on real runc containers with the agent running (in-process) against the API
 double: terminate, isolate and release, and an API that is down."""
-import socket
-import threading
 
 import pytest
 
 from agent import config
 from agent.runtime import Agent
 from testbed import runc
+from testbed.listener import connects, host_listener
 from testbed.waiting import wait_until
 
 NODE = "node-1"
@@ -75,40 +74,19 @@ def test_terminate_kills_the_container_and_deletes_the_pod(agent_with, kube, con
     assert "rule 'Shadow read'" in ev["message"] and first["id"] in ev["message"]
 
 
-def _listener(ip, port=8099):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ip, port))
-    s.listen(64)
-
-    def serve():
-        while True:
-            try:
-                s.accept()[0].close()
-            except OSError:
-                return
-    threading.Thread(target=serve, daemon=True).start()
-    return s
-
-
-def _connects(c):
-    r = c.sh(f"nc -w 1 {c.host_ip} 8099 </dev/null && echo OK", check=False)
-    return r.stdout == b"OK\n"
-
-
 def test_isolate_cuts_only_that_container_and_release_restores(agent_with, kube, containers):
     agent, records = agent_with(rule("Shadow read", "isolate", "file.path = /etc/shadow"))
     a, b = containers(network=True), containers(network=True)
-    la, lb = _listener(a.host_ip), _listener(b.host_ip)
+    la, lb = host_listener(a.host_ip), host_listener(b.host_ip)
     try:
         _pod_for(kube, a, "web-a")
         _pod_for(kube, b, "web-b")
         assert _wait(lambda: agent.pipeline.pods.pod_of_container(a.id) is not None)
-        assert _connects(a) and _connects(b)
+        assert connects(a) and connects(b)
         a.sh("cat /etc/shadow > /dev/null")
         assert _wait(lambda: any(r.get("source") == "response" for r in records))
-        assert not _connects(a)
-        assert _connects(b)                                       # a sibling is not isolated
+        assert not connects(a)
+        assert connects(b)                                       # a sibling is not isolated
         assert kube.pods[("shop", "web-a")]["metadata"]["labels"]["mamori.io/quarantine"] == \
             "true"
         assert "mamori.io/quarantine" not in kube.pods[("shop", "web-b")]["metadata"]["labels"]
@@ -124,7 +102,7 @@ def test_isolate_cuts_only_that_container_and_release_restores(agent_with, kube,
                            timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         assert r.stdout.startswith("done: network of ")
-        assert _connects(a)
+        assert connects(a)
         assert "mamori.io/quarantine" not in kube.pods[("shop", "web-a")]["metadata"]["labels"]
     finally:
         la.close()

@@ -4,9 +4,7 @@ full policy — on real runc containers, with real cgroup isolation. And what th
 isolated survives a restart (isolated_by_me, which Release checks)."""
 import json
 import os
-import socket
 import stat
-import threading
 import time
 
 import pytest
@@ -17,6 +15,7 @@ from agent.response.kube_actions import KubeActions
 from agent.response.policy import Policy
 from agent.response.responder import Responder
 from agent.sensor import cgroups
+from testbed.listener import connects, host_listener
 from testbed.waiting import wait_until
 
 NODE = "node-1"
@@ -99,48 +98,27 @@ def test_wait_an_unknown_pod_is_acted_on_once_known(responder, kube, containers)
         "/api/v1/namespaces/shop/pods/web-1"]
 
 
-def _listener(ip, port=8099):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ip, port))
-    s.listen(64)
-
-    def serve():
-        while True:
-            try:
-                s.accept()[0].close()
-            except OSError:
-                return
-    threading.Thread(target=serve, daemon=True).start()
-    return s
-
-
-def _connects(c):
-    return c.sh(f"nc -w 1 {c.host_ip} 8099 </dev/null && echo OK", check=False).stdout == \
-        b"OK\n"
-
-
 def test_act_isolation_of_an_unknown_pod_is_undone_when_it_is_protected(responder, kube,
                                                                        containers):
     """unknown_pod: act cuts the network at once; the pod turns out to be in a protected
     namespace: the cut is undone and the pod is not labelled."""
     r, published = responder(Policy(unknown_pod="act"))
     c = containers(network=True)
-    lsn = _listener(c.host_ip)
+    lsn = host_listener(c.host_ip)
     try:
-        assert _connects(c)
+        assert connects(c)
         rec = record(c, "isolate")
         r.respond(rec)
         assert rec["response"]["status"] == "done"
         assert rec["response"]["detail"] == (f"network of container {c.id} cut on the node; "
                                              "the rest once the pod is known")
-        assert not _connects(c)
+        assert not connects(c)
         put_pod(kube, c, "mamori", "agent-x")
         resp = follow_up(published)
         assert resp["status"] == "skipped"
         assert resp["detail"].endswith("pod mamori/agent-x known: namespace mamori is "
                                        "protected; the node-local isolation is undone")
-        assert _connects(c)
+        assert connects(c)
         assert kube.requests_to("PATCH", "/pods/") == []
         assert not r.isolated_by_me("mamori", "agent-x")
     finally:
