@@ -59,7 +59,11 @@ def test_a_flooding_container_does_not_blind_the_others(agent_factory, flood_con
         assert a["fields"]["file.path"] == "/etc/shadow"
         # the flooder's own exec of a dropped program is never shed
         noisy.sh("cp /usr/local/bin/probe /tmp/x; /tmp/x touch /tmp/ran")
-        d = agent.wait_for(NEW_PROGRAM, noisy.id, since=m, timeout=20)
+        try:
+            d = agent.wait_for(NEW_PROGRAM, noisy.id, since=m, timeout=20)
+        except AssertionError as e:   # lost, or late? what the loss alerts say was lost
+            kinds = [a["fields"].get("lost.kinds") for a in agent.matching(LOST, since=m)]
+            raise AssertionError(f"{e}\nlost since the mark, per alert: {kinds}") from None
         assert (d["fields"]["proc.exe"], d["fields"]["drift.kind"]) == ("/tmp/x", "new")
         lost = agent.wait_for(LOST, since=0, timeout=20, source="agent")
     finally:
