@@ -51,8 +51,8 @@ class Field:
     type: str
     kinds: frozenset
     get: Callable              # enriched event -> value (None: not known)
-    section: str
-    doc: str
+    section: str = ""          # docs/fields.md's section ("" for a rule's k8s.labels.<key>)
+    doc: str = ""
     proto: object = OTHER      # a path in mamori.v1.Alert ("process.pid"), OTHER, or
     #                            ((kinds, path), …): the first whose kinds hold the event's
     use: str = ALL

@@ -23,7 +23,7 @@ class Metrics:
         self.agent = agent
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)          # process_resident_memory_bytes …
-        self.registry.register(_AgentCollector(agent))
+        self.registry.register(_AgentCollector(agent.stats))
         self.detect_to_alert = Histogram(
             "mamori_detect_to_alert_seconds", "From the kernel event to the alert published",
             buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -43,8 +43,8 @@ class Metrics:
 class _AgentCollector:
     """Every agent metric, from one AgentStats snapshot per scrape (agent/stats.py)."""
 
-    def __init__(self, agent):
-        self.stats = agent.stats if hasattr(agent, "stats") else agent   # -> AgentStats
+    def __init__(self, stats):
+        self.stats = stats                  # () -> AgentStats
 
     def collect(self):
         s = self.stats()

@@ -39,7 +39,6 @@ import re2
 from ..severity import RANK
 from .journal import Journal
 
-SEVERITY_RANK = RANK
 MAX_POD_REGEX = 256
 DEFAULT_QUEUE_BYTES = 16 << 20
 BUSY = ("busy", None)      # poll(): its budget went on records the filter refused
@@ -71,7 +70,7 @@ def compile_pod_regex(pattern: str):
 
 @dataclass
 class Matcher:
-    min_severity: int = 0          # SEVERITY_RANK value
+    min_severity: int = 0          # severity.RANK value
     tactics: frozenset = frozenset()
     techniques: frozenset = frozenset()
     rules: frozenset = frozenset()
@@ -85,7 +84,7 @@ class Matcher:
 
     def matches(self, rec: dict) -> bool:
         """Every field that is set must match."""
-        if self.min_severity and SEVERITY_RANK.get(rec.get("severity"), 0) < self.min_severity:
+        if self.min_severity and RANK.get(rec.get("severity"), 0) < self.min_severity:
             return False
         if self.tactics and (rec.get("tactic") or {}).get("id") not in self.tactics:
             return False

@@ -119,12 +119,6 @@ def read_proc(pid: int, cgroup_id_of=None) -> Proc | None:
     return p
 
 
-def _extra(ev, name: str) -> int:
-    """An event's field past the dotted ones (a test's shorter tuple: 0)."""
-    i = ev._fields.index(name)
-    return ev[i] if len(ev) > i else 0
-
-
 class ProcessTree:
     def __init__(self, max_size: int = 65536, exited_ttl: float = 5.0, clock=time.monotonic,
                  cgroup_id_of=None):
@@ -182,9 +176,8 @@ class ProcessTree:
 
     def on_exec(self, ev) -> Proc:
         p = self._procs.get(ev.pid)
-        start = _extra(ev, "start")
-        if p is None or (start and p.start_ns and p.start_ns // _NS_PER_TICK !=
-                         start // _NS_PER_TICK):
+        start = ev.start
+        if p is None or (start and p.start_ns and p.start_ticks != start // _NS_PER_TICK):
             p = Proc(ev.pid, ev.ppid, start_ns=start, origin="exec")   # or its pid reused
             self._put(p)
         elif start and not p.start_ns:
@@ -210,7 +203,7 @@ class ProcessTree:
         if len(self._ancestry) > 4096:
             self._ancestry.clear()
         if kind == "fork":
-            self.on_fork(ev.pid, ev.child_pid, _extra(ev, "child_start"), ev.cgroup_id)
+            self.on_fork(ev.pid, ev.child_pid, ev.child_start, ev.cgroup_id)
         elif kind == "exec":
             self.on_exec(ev)
         elif kind == "exit":

@@ -5,25 +5,13 @@ each event; building all of them costs more than evaluating the rules).
 Derived from the field registry (agent/fields.py): every field it marks for rules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from .. import fields as registry
-from ..fields import BOOL, EVENT_KINDS, INT, INTS, LIST_TYPES, MAP, STR, STRS  # noqa: F401
+from ..fields import (BOOL, EVENT_KINDS, INT, INTS, LIST_TYPES, MAP, STR, STRS,  # noqa: F401
+                      Field)
 
 ALL = registry.ALL_KINDS
 
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    name: str
-    type: str
-    kinds: frozenset
-    get: Callable
-
-
-FIELDS: dict[str, Field] = {f.name: Field(f.name, f.type, f.kinds, f.get)
-                            for f in registry.REGISTRY.values() if f.in_rules}
+FIELDS: dict[str, Field] = {f.name: f for f in registry.REGISTRY.values() if f.in_rules}
 
 # fields alerts carry that a rule cannot name: why, for the error message
 NOT_FOR_RULES: dict[str, str] = {f.name: f.why for f in registry.REGISTRY.values()

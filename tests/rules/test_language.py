@@ -21,7 +21,7 @@ def _hdr(kind):
 def exec_item(exe="/usr/bin/curl", args=("curl", "-s", "http://x"), stdin="pipe",
               ancestors=((99, "/bin/sh", "b:9:99"), (50, "/usr/bin/node", "b:5:50")), container=True, pod=None):
     ev = tuple.__new__(ExecEvent, _hdr("exec") + (
-        exe, 1, 1, "overlay", 1, False, False, False, True, False, exe, tuple(args), False, stdin, "pipe", "pipe"))
+        exe, 1, 1, "overlay", 1, False, False, False, True, False, exe, tuple(args), False, stdin, "pipe", "pipe", "", None, 0))
     c = ContainerInfo("abc", "containerd", "/k/abc") if container else None
     return Enriched(ev, exe.rsplit("/", 1)[-1], exe, tuple(args), "/", ancestors, False, c,
                     pod, None)

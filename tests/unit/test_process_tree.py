@@ -18,12 +18,12 @@ def _hdr(kind, pid, ppid=1):
 
 
 def fork(parent, child):
-    return tuple.__new__(ForkEvent, _hdr("fork", parent) + (child,))
+    return tuple.__new__(ForkEvent, _hdr("fork", parent) + (child, 0))   # start unknown
 
 
 def exec_(pid, ppid, exe, args):
     return tuple.__new__(ExecEvent, _hdr("exec", pid, ppid) + (
-        exe, 1, 1, "ext4", 1, False, False, False, False, False, exe, tuple(args), False, "pipe", "pipe", "pipe"))
+        exe, 1, 1, "ext4", 1, False, False, False, False, False, exe, tuple(args), False, "pipe", "pipe", "pipe", "", None, 0))
 
 
 def exit_(pid):
