@@ -101,10 +101,8 @@ def cmd_run(args) -> int:
     extra = _user_cgroups(args.cgroup) if args.cgroup else []
     out = sys.stdout if cfg.output.path == "-" else open(cfg.output.path, "a")
 
-    from .alerts.alert import record_json
-
     def print_alert(rec):
-        out.write(record_json(rec) + "\n")
+        out.write(rec.to_json() + "\n")
         out.flush()
 
     agent = Agent(cfg, cfg.rules.paths, outputs=[print_alert], extra_watch=tuple(extra))

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 
-from .alerts.alert import agent_alert, from_match
+from .alerts.alert import Alert, agent_alert, from_match
 from .alerts.hub import AlertHub
 from .alerts.journal import Journal
 from .config import Config
@@ -38,7 +38,7 @@ class Agent:
         self.node = cfg.resolved_node_name()
         self.engine = RuleEngine(rule_paths)
         self.pipeline = Pipeline(cfg, extra_watch)
-        self.outputs = list(outputs)          # callables taking an alert record (dict)
+        self.outputs = list(outputs)          # callables taking an Alert
         self.journal = Journal(cfg.alerts.journal_dir, cfg.alerts.segment_bytes,
                                cfg.alerts.journal_max_bytes)
         self.hub = AlertHub(self.journal, cfg.alerts.subscriber_queue)
@@ -160,7 +160,7 @@ class Agent:
             "Mamori isolation released", "medium",
             f"Isolation of {namespace}/{pod} released by {by or 'unknown'}: {status}",
             self.node, {"k8s.ns": namespace, "k8s.pod": pod, "release.by": by,
-                        "release.status": status, "release.detail": detail}).to_dict())
+                        "release.status": status, "release.detail": detail}))
         return status, detail
 
     def _isolated_here(self, namespace: str, pod: str) -> bool:
@@ -349,29 +349,28 @@ class Agent:
             self.metrics.rule_eval.observe((time.perf_counter() - t0) / len(items))
         out = []
         for rule, item in matches:
-            rec = from_match(rule, item, catalog, node).to_dict()
+            rec = from_match(rule, item, catalog, node)
             if self.responder is not None:
                 n = len(self.responder.latencies_ns)
-                self.responder.respond(rec)          # node-local action before publishing
+                rec = self.responder.respond(rec)    # node-local action before publishing
                 if self.metrics is not None and len(self.responder.latencies_ns) > n:
                     self.metrics.detect_to_action.observe(
                         self.responder.latencies_ns[-1] / 1e9)
             self.alerts[rule.name] += 1
             self.alerts_by_rule[(rule.name, rule.severity)] += 1
-            out.append(rec)
-            self._publish(rec)
+            out.append(self._publish(rec))
             if self.metrics is not None:
                 ts = item.event.ts
                 self.metrics.detect_to_alert.observe((time.monotonic_ns() - ts) / 1e9)
         return out
 
-    def _publish(self, rec: dict) -> None:
-        """Journal first (the record gets its sequence number), then every output. Nothing
-        a sink raises stops the others or the caller: a journal that cannot be written
-        degrades to live delivery (agent/alerts/journal.py), an output that fails is
-        counted (mamori_output_errors_total) and logged."""
+    def _publish(self, rec: Alert) -> Alert:
+        """Journal first (the record gets its sequence number), then every output; returns
+        the numbered record. Nothing a sink raises stops the others or the caller: a journal
+        that cannot be written degrades to live delivery (agent/alerts/journal.py), an
+        output that fails is counted (mamori_output_errors_total) and logged."""
         try:
-            self.hub.publish(rec)
+            rec = self.hub.publish(rec)
         except Exception:  # noqa: BLE001 - the outputs still get it
             self._survived("publish", "the alert hub")
         for sink in self.outputs:
@@ -381,6 +380,7 @@ class Agent:
                 name = getattr(sink, "__name__", type(sink).__name__)
                 self.output_errors[name] += 1
                 self._survived(f"output {name}", "an alert")
+        return rec
 
     def _journal_changed(self, what: str, info: dict) -> None:
         """The journal stopped or started persisting: an alert of the agent's own."""
@@ -392,7 +392,7 @@ class Agent:
                 f"alerts from #{first} on are delivered live (stdout, gRPC, outputs) but not "
                 f"persisted, so they cannot be replayed. Every alert retries the write.",
                 self.node, {"journal.dir": info["dir"], "journal.error": info["error"],
-                            "journal.first_not_persisted": first}).to_dict())
+                            "journal.first_not_persisted": first}))
         else:
             n = info.get("count", 0)
             span = f" (#{info['first_seq']}..#{info['last_seq']})" if n else ""
@@ -404,7 +404,7 @@ class Agent:
                 self.node, {"journal.dir": info["dir"], "journal.not_persisted": n,
                             "journal.first_not_persisted": info.get("first_seq", 0),
                             "journal.last_not_persisted": info.get("last_seq", 0),
-                            "journal.error": info["error"]}).to_dict())
+                            "journal.error": info["error"]}))
 
     def _reload(self) -> None:
         errors = self.engine.reload()
@@ -413,7 +413,7 @@ class Agent:
                 "Mamori rules reload failed", "high",
                 f"Rules reload failed with {len(errors)} error(s); the previous "
                 f"{len(self.engine.ruleset.rules)} rules stay loaded. First: {errors[0]}",
-                self.node, {"reload.errors": [str(e) for e in errors]}).to_dict())
+                self.node, {"reload.errors": [str(e) for e in errors]}))
 
     def _check_write_tracking(self) -> None:
         """An alert, once per container, when the kernel could not count its writes
@@ -435,7 +435,7 @@ class Agent:
                 f"prevention kills it: fail closed)", self.node,
                 {"container.id": info.id if info is not None else None,
                  "write_tracking.device": dev, "write_tracking.uncounted": writes,
-                 "write_tracking.entries": entries}).to_dict())
+                 "write_tracking.entries": entries}))
         if anywhere and -1 not in self._uncounted_seen:
             self._uncounted_seen.add(-1)
             self._publish(agent_alert(
@@ -444,7 +444,7 @@ class Agent:
                 f"{entries}) on more containers than it can name: every copied-up image "
                 f"file on this node is taken as modified (fail closed)", self.node,
                 {"container.id": None, "write_tracking.uncounted": anywhere,
-                 "write_tracking.entries": entries}).to_dict())
+                 "write_tracking.entries": entries}))
 
     def _check_drops(self) -> None:
         """Losses since the last check — the ring full, bulk events shed from a container
@@ -509,4 +509,4 @@ class Agent:
                         "lost.reasons": {"ring_full": sum(new.values()),
                                          "shed": sum(new_shed.values()),
                                          "queue_full": queued},
-                        "lost.containers": containers}).to_dict())
+                        "lost.containers": containers}))

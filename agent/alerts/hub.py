@@ -31,12 +31,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 import re2
 
 from ..severity import RANK
+from .alert import Alert
 from .journal import Journal
 
 MAX_POD_REGEX = 256
@@ -48,7 +49,8 @@ _RE2_OPTIONS.max_mem = 1 << 20
 
 
 def record_size(rec: dict) -> int:
-    """A record's serialized size in bytes: what the queues' byte bounds count."""
+    """A record's serialized size in bytes (rec: Alert.to_dict()): what the queues' byte
+    bounds count."""
     try:
         return len(msgpack.packb(rec, use_bin_type=True, default=str))
     except Exception:  # noqa: BLE001 - an estimate; the journal says what cannot be packed
@@ -82,24 +84,24 @@ class Matcher:
         return not (self.min_severity or self.tactics or self.techniques or self.rules or
                     self.namespaces or self.pod_regex or self.nodes)
 
-    def matches(self, rec: dict) -> bool:
+    def matches(self, a: Alert) -> bool:
         """Every field that is set must match."""
-        if self.min_severity and RANK.get(rec.get("severity"), 0) < self.min_severity:
+        if self.min_severity and RANK.get(a.severity, 0) < self.min_severity:
             return False
-        if self.tactics and (rec.get("tactic") or {}).get("id") not in self.tactics:
+        if self.tactics and a.tactic_id not in self.tactics:
             return False
         if self.techniques:
-            tech = (rec.get("technique") or {}).get("id") or ""
+            tech = a.technique_id
             if tech not in self.techniques and tech.split(".")[0] not in self.techniques:
                 return False
-        if self.rules and rec.get("rule") not in self.rules:
+        if self.rules and a.rule not in self.rules:
             return False
-        f = rec.get("fields") or {}
+        f = a.fields
         if self.namespaces and f.get("k8s.ns") not in self.namespaces:
             return False
         if self.pod_regex is not None and not self.pod_regex.search(str(f.get("k8s.pod") or "")):
             return False
-        if self.nodes and rec.get("node") not in self.nodes:
+        if self.nodes and a.node not in self.nodes:
             return False
         return True
 
@@ -109,7 +111,7 @@ class Filter:
     allow: Matcher = field(default_factory=Matcher)
     deny: Matcher | None = None
 
-    def __call__(self, rec: dict) -> bool:
+    def __call__(self, rec: Alert) -> bool:
         if not self.allow.matches(rec):
             return False
         return not (self.deny is not None and not self.deny.empty() and self.deny.matches(rec))
@@ -124,7 +126,7 @@ class Subscriber:
         self.requested = requested      # the queue_size it asked for (0: the default)
         self.peer = peer
         self.client = client or peer    # what api.max_streams_per_client counts
-        self.queue: deque = deque()     # (record, size)
+        self.queue: deque = deque()     # (Alert, size)
         self.bytes = 0
         self.cond = threading.Condition()
         self.live_from = 0
@@ -140,15 +142,15 @@ class Subscriber:
         self.closed = False
         self._waker = None              # arm(): called once when something arrives
 
-    def offer(self, rec: dict, size: int = 0) -> None:
+    def offer(self, rec: Alert, size: int = 0) -> None:
         """In the publisher: enqueue or count, nothing else (no filter runs here)."""
         with self.cond:
             if len(self.queue) >= self.maxsize or (self.queue and
                                                    self.bytes + size > self.max_bytes):
                 if not self.missed:
-                    self.first_missed = rec["seq"]
+                    self.first_missed = rec.seq
                 self.missed += 1
-                self.last_missed = rec["seq"]
+                self.last_missed = rec.seq
                 self.dropped += 1
                 return
             self.queue.append((rec, size))
@@ -160,9 +162,9 @@ class Subscriber:
 
     def _pop(self):
         """Under the lock: ('missed', …), ('rec', record), or None when nothing is queued."""
-        if self.missed and (not self.queue or self.queue[0][0]["seq"] > self.first_missed):
+        if self.missed and (not self.queue or self.queue[0][0].seq > self.first_missed):
             out = ("missed", (self.missed, self.first_missed))
-            self.missed_upto = (self.queue[0][0]["seq"] - 1 if self.queue
+            self.missed_upto = (self.queue[0][0].seq - 1 if self.queue
                                 else self.last_missed)
             self.missed = 0
             return out
@@ -188,7 +190,7 @@ class Subscriber:
                 return item
             if self.filter(item[1]):
                 return ("alert", item[1])
-            self.skipped_upto = item[1]["seq"]
+            self.skipped_upto = item[1].seq
             if time.monotonic() >= deadline:
                 return None
 
@@ -203,7 +205,7 @@ class Subscriber:
                 return item
             if self.filter(item[1]):
                 return ("alert", item[1])
-            self.skipped_upto = item[1]["seq"]
+            self.skipped_upto = item[1].seq
         return BUSY
 
     def arm(self, waker) -> bool:
@@ -243,24 +245,26 @@ class AlertHub:
         # stops or starts persisting again
         self.on_journal_change = None
 
-    def publish(self, record: dict) -> int:
-        """Journal the alert (record: Alert.to_dict()), then hand it to every subscriber.
-        Returns its sequence number (also set as record["seq"]). Never raises for the
-        journal: an alert it cannot write is delivered all the same."""
+    def publish(self, alert: Alert) -> Alert:
+        """Journal the alert, then hand it to every subscriber. Returns it with its sequence
+        number. Never raises for the journal: an alert it cannot write is delivered all the
+        same."""
+        record = alert.to_dict()
         with self._lock:
             seq = self.journal.append(record)
+            alert = replace(alert, seq=seq)
             changes = self.journal.take_change()
             self.published += 1
-            sev = record.get("severity", "")
+            sev = alert.severity
             self.by_severity[sev] = self.by_severity.get(sev, 0) + 1
             if self.subscribers:
                 size = record_size(record)
                 for s in self.subscribers:
-                    s.offer(record, size)
+                    s.offer(alert, size)
         if changes and self.on_journal_change is not None:
             for what, info in changes:
                 self.on_journal_change(what, info)
-        return seq
+        return alert
 
     def subscribe(self, flt: Filter, peer: str = "", queue_size: int = 0,
                   queue_bytes: int = 0, client: str = "") -> Subscriber:
@@ -282,12 +286,16 @@ class AlertHub:
 
     def replay(self, sub: Subscriber, since: int, journal_start: int | None = None):
         """The journal's matching records after `since`, up to where live delivery starts:
-        ('alert', rec), and ('gap', (first, last)) for alerts it lacks because it could not
+        ('alert', Alert), and ('gap', (first, last)) for alerts it lacks because it could not
         write them. journal_start: its oldest sequence (first_seq()) if the caller knows it;
         what rotation deleted before it is not a gap (the caller says so itself)."""
         prev = since if journal_start is not None and since + 1 >= journal_start else None
-        for rec in self.journal.read_after(since, until=sub.live_from):
-            seq = rec["seq"]
+        for d in self.journal.read_after(since, until=sub.live_from):
+            try:
+                rec = Alert.from_dict(d)
+            except ValueError:         # not one this agent wrote: a gap, said as one
+                continue
+            seq = rec.seq
             if prev is not None and seq > prev + 1:
                 yield ("gap", (prev + 1, seq - 1))
             prev = seq

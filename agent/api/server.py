@@ -36,6 +36,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..alerts.alert import Alert
 from ..alerts.hub import AlertHub, Filter, Matcher, compile_pod_regex
 from ..fields import OTHER, REGISTRY
 from ..severity import SEVERITIES
@@ -85,20 +86,18 @@ def _put(a: pb.Alert, path: str, v) -> None:
         setattr(msg, last, _s(v))
 
 
-def to_proto(rec: dict) -> pb.Alert:
-    """An alert record (Alert.to_dict() plus seq) as the protobuf message. Each field goes
-    where the field registry says (agent/fields.py), those without a typed place into
-    event.other by dotted name as text (JSON for numbers, booleans, lists and maps); an
-    agent's own alert's details go there too. Empty values are left unset, so a host
-    event has no container, and one without drift no drift."""
-    f = rec.get("fields") or {}
-    a = pb.Alert(sequence=rec.get("seq", 0), id=rec.get("id", ""), time=rec.get("time", ""),
-                 node=rec.get("node", ""), rule=rec.get("rule", ""),
-                 severity=SEVERITY_PB.get(rec.get("severity"), 0),
-                 output=rec.get("output", ""), source=rec.get("source", ""))
-    t, q = rec.get("tactic") or {}, rec.get("technique") or {}
-    a.tactic.id, a.tactic.name = _s(t.get("id")), _s(t.get("name"))
-    a.technique.id, a.technique.name = _s(q.get("id")), _s(q.get("name"))
+def to_proto(rec: Alert) -> pb.Alert:
+    """An alert as the protobuf message. Each field goes where the field registry says
+    (agent/fields.py), those without a typed place into event.other by dotted name as text
+    (JSON for numbers, booleans, lists and maps); an agent's own alert's details go there
+    too. Empty values are left unset, so a host event has no container, and one without
+    drift no drift."""
+    f = rec.fields
+    a = pb.Alert(sequence=rec.seq, id=rec.id, time=rec.time, node=rec.node, rule=rec.rule,
+                 severity=SEVERITY_PB.get(rec.severity, 0), output=rec.output,
+                 source=rec.source)
+    a.tactic.id, a.tactic.name = rec.tactic_id, rec.tactic_name
+    a.technique.id, a.technique.name = rec.technique_id, rec.technique_name
     kind = f.get("event.kind") or ""
     other = {}
     for name, v in f.items():
@@ -112,10 +111,9 @@ def to_proto(rec: dict) -> pb.Alert:
             _put(a, path, v)
     if other:
         a.event.other.update(other)
-    r = rec.get("response")
-    if r:
-        a.response.action, a.response.status, a.response.detail = (
-            _s(r.get("action")), _s(r.get("status")), _s(r.get("detail")))
+    r = rec.response
+    if r is not None:
+        a.response.action, a.response.status, a.response.detail = r.action, r.status, r.detail
     return a
 
 

@@ -186,7 +186,7 @@ class Stream:
                                 f"written to the journal; they cannot be replayed")))
                     self.position = max(self.position, b)
                 else:
-                    await self.write(to_proto(val), val["seq"])
+                    await self.write(to_proto(val), val.seq)
         self.position = max(self.position, self.sub.live_from - 1)
 
     async def live(self) -> None:
@@ -221,7 +221,7 @@ class Stream:
                             f"the journal")))
                 self.position = max(self.position, sub.missed_upto)
             else:
-                await self.write(to_proto(item[1]), item[1]["seq"])
+                await self.write(to_proto(item[1]), item[1].seq)
 
     async def end_stalled(self) -> None:
         sub, resume = self.sub, self.position + 1

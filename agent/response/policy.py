@@ -241,11 +241,12 @@ class Guard:
                     return "protected", f"namespace {ns} is protected by its label {k}={v}"
         return "unprotected", ""
 
-    def decide(self, rec: dict) -> Decision:
-        f = rec.get("fields") or {}
+    def decide(self, rec) -> Decision:
+        """rec: the Alert (agent/alerts/alert.py)."""
+        f = rec.fields
         ns, pod = f.get("k8s.ns"), f.get("k8s.pod")
         labels = f.get("k8s.labels") or {}
-        action = self.action_for(rec.get("rule", ""), rec.get("action", "log"), ns, labels)
+        action = self.action_for(rec.rule, rec.action or "log", ns, labels)
         if action == "log":
             return Decision("log", "skipped", "the policy says log")
         if not f.get("container.id"):
@@ -275,13 +276,12 @@ class Guard:
             return Decision(action, "deferred", f"{action} {target}: {why}", local_now)
         return Decision(action, "pending", f"{action} {target}")
 
-    def recheck(self, rec: dict) -> Decision:
+    def recheck(self, rec) -> Decision:
         """The full policy for an alert whose pod and namespace are known now: pending
         (act) or skipped (and why); deferred if something is still unknown."""
-        f = rec.get("fields") or {}
+        f = rec.fields
         ns, pod = f.get("k8s.ns"), f.get("k8s.pod")
-        action = self.action_for(rec.get("rule", ""), rec.get("action", "log"), ns,
-                                 f.get("k8s.labels") or {})
+        action = self.action_for(rec.rule, rec.action or "log", ns, f.get("k8s.labels") or {})
         if action == "log":
             return Decision("log", "skipped", f"the policy says log for {ns}/{pod}")
         state, why = self.protection(ns)

@@ -21,15 +21,15 @@ At most MAX_ISOLATED pods, the oldest forgotten first. A file that cannot be rea
 logged and ignored (the agent then only releases what it isolates from now on)."""
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..alerts.alert import Alert, Response
 from .local import cgroup_holds, kill_cgroup, kill_process
 from .policy import Guard, Policy
 
@@ -39,7 +39,7 @@ MAX_ISOLATED = 10000
 
 @dataclass
 class _Deferred:
-    rec: dict
+    rec: Alert
     local: str | None        # the node-local action already done, if any
     deadline: float
     next_try: float = 0.0
@@ -54,7 +54,7 @@ class Responder:
         self.guard = Guard(policy, labels_readable=kube is not None)
         self.policy = policy
         self.cgroup_root = cgroup_root
-        self.publish = publish                  # callable(record) for follow-up records
+        self.publish = publish                  # callable(Alert) for follow-up records
         self.kube = kube                        # KubeActions or None (standalone)
         self.pods = pods                        # the pod watch (pod_of_container) or None
         self.clock = clock
@@ -130,16 +130,15 @@ class Responder:
             log.warning("response state %s not written: %s", self.state_path, e)
 
     # -- in the evaluator --------------------------------------------------------------
-    def respond(self, rec: dict) -> None:
-        """Decide, act on the node, and write the outcome into rec["response"]."""
+    def respond(self, rec: Alert) -> Alert:
+        """Decide, act on the node; the alert with the outcome as its response."""
         d = self.guard.decide(rec)
         if d.action == "log":
-            return
-        f = rec.get("fields") or {}
+            return rec
+        f = rec.fields
         if d.status in ("skipped", "audit"):
-            rec["response"] = {"action": d.action, "status": d.status, "detail": d.detail}
             self._count(d.action, d.status)
-            return
+            return rec.with_response(Response(d.action, d.status, d.detail))
         local = None
         if d.status == "pending" or d.local_now:
             status, detail = self._act_local(d.action, f)
@@ -152,36 +151,39 @@ class Responder:
                     self.latencies_ns.append(time.monotonic_ns() - int(ts))
         else:
             status, detail = "pending", f"nothing done yet: {d.detail}"
-        rec["response"] = {"action": d.action, "status": status, "detail": detail}
+        r = Response(d.action, status, detail)
         if d.status == "pending":
             self._count(d.action, status)
+            rec = rec.with_response(r)
             if self.kube is not None and f.get("k8s.pod"):
-                self._enqueue(("api", copy.deepcopy(rec), None), rec)
-            return
+                rec = self._enqueue("api", rec, None)
+            return rec
         # deferred: the rest once the pod (or its namespace's labels) is known
         if f.get("k8s.ns") is None and self.pods is None:
             if local is None and status == "pending":
-                rec["response"].update(status="skipped", detail=(
+                r = replace(r, status="skipped", detail=(
                     f"{d.detail}, and cannot be without the Kubernetes API: nothing done"))
-            self._count(d.action, rec["response"]["status"])
-            return
-        rec["response"]["detail"] += "; the rest once the pod is known" if \
-            f.get("k8s.ns") is None else "; the rest once its namespace's labels are known"
-        if rec["response"]["status"] != "pending":       # done or failed on the node
-            self._count(d.action, rec["response"]["status"])
-        wait = self.policy.unknown_pod_wait_seconds
-        self._enqueue(("deferred", copy.deepcopy(rec), local), rec, wait)
+            self._count(d.action, r.status)
+            return rec.with_response(r)
+        r = r.added("the rest once the pod is known" if f.get("k8s.ns") is None else
+                    "the rest once its namespace's labels are known")
+        if r.status != "pending":                       # done or failed on the node
+            self._count(d.action, r.status)
+        return self._enqueue("deferred", rec.with_response(r), local,
+                             self.policy.unknown_pod_wait_seconds)
 
-    def _enqueue(self, item, rec, wait: float = 0.0) -> None:
-        kind, copied, local = item
-        if kind == "deferred":
-            item = (kind, _Deferred(copied, local, self.clock() + wait,
-                                    why=rec["response"]["detail"]), None)
+    def _enqueue(self, kind: str, rec: Alert, local: str | None, wait: float = 0.0) -> Alert:
+        """Hand the API part to the response thread; the alert as published (which says
+        so when the queue is full)."""
+        item = (kind, _Deferred(rec, local, self.clock() + wait, why=rec.response.detail)
+                if kind == "deferred" else rec, None)
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             self.queue_drops += 1
-            rec["response"]["detail"] += "; API part not attempted: response queue full"
+            return rec.with_response(rec.response.added(
+                "API part not attempted: response queue full"))
+        return rec
 
     def _act_local(self, action: str, f: dict) -> tuple[str, str]:
         cgroup_dir = self.cgroup_root + (f.get("container.cgroup") or "")
@@ -239,26 +241,23 @@ class Responder:
                     self._deferred.append(item)
             self._work_deferred()
 
-    def _api_call(self, action: str, rec: dict) -> tuple[str, str]:
-        f = rec["fields"]
+    def _api_call(self, action: str, rec: Alert) -> tuple[str, str]:
+        f = rec.fields
         ns, pod = f.get("k8s.ns"), f.get("k8s.pod")
         if action == "terminate":
             s1, d1 = self.kube.delete_pod(ns, pod, self.policy.grace_period_seconds)
             s2, d2 = self.kube.record_event(
                 ns, pod, f.get("k8s.pod_uid") or "", "MamoriTerminated",
-                f"Mamori terminated the pod: rule {rec.get('rule')!r}, alert "
-                f"{rec.get('id')}")
+                f"Mamori terminated the pod: rule {rec.rule!r}, alert {rec.id}")
             return ("done" if s1 == s2 == "done" else "failed"), f"{d1}; {d2}"
         return self.kube.quarantine(ns, pod)
 
-    def _api_part(self, rec: dict) -> None:
-        r = rec["response"]
-        api_status, api_detail = self._api_call(r["action"], rec)
-        status = "done" if r["status"] == "done" and api_status == "done" else "failed"
-        r["status"], r["detail"] = status, f"{r['detail']}; {api_detail}"
-        rec["source"] = "response"
-        self._count(r["action"] + "-api", api_status)
-        self.publish(rec)
+    def _api_part(self, rec: Alert) -> None:
+        r = rec.response
+        api_status, api_detail = self._api_call(r.action, rec)
+        status = "done" if r.status == "done" and api_status == "done" else "failed"
+        self._count(r.action + "-api", api_status)
+        self.publish(rec.with_response(r.added(api_detail, status=status), "response"))
 
     def _work_deferred(self) -> None:
         now = self.clock()
@@ -268,7 +267,7 @@ class Responder:
             try:
                 done = self._resolve(d)
             except Exception as e:  # noqa: BLE001 - never kills the response thread
-                log.warning("deferred response for %s: %s", d.rec.get("id"), e)
+                log.warning("deferred response for %s: %s", d.rec.id, e)
                 done = False
             if done:
                 self._deferred.remove(d)
@@ -281,16 +280,18 @@ class Responder:
 
     def _resolve(self, d: _Deferred) -> bool:
         """Apply the full policy once the pod and its namespace's labels are known."""
-        f = d.rec["fields"]
+        f = d.rec.fields
         if f.get("k8s.ns") is None:
             pod = self.pods.pod_of_container(f.get("container.id") or "") if self.pods \
                 else None
             if pod is None:
                 d.why = f"the pod of container {f.get('container.id')} was not known"
                 return False
-            f["k8s.ns"], f["k8s.pod"], f["k8s.pod_uid"] = pod.namespace, pod.name, pod.uid
-            f["k8s.labels"] = dict(pod.labels)
-            f["k8s.owner_kind"], f["k8s.owner_name"] = pod.owner_kind, pod.owner_name
+            d.rec = d.rec.with_fields({
+                "k8s.ns": pod.namespace, "k8s.pod": pod.name, "k8s.pod_uid": pod.uid,
+                "k8s.labels": dict(pod.labels), "k8s.owner_kind": pod.owner_kind,
+                "k8s.owner_name": pod.owner_name})
+            f = d.rec.fields
         ns = f["k8s.ns"]
         if self.guard.needs_namespace_labels(ns):
             labels = self.kube.namespace_labels(ns)
@@ -306,8 +307,7 @@ class Responder:
         return True
 
     def _finish(self, d: _Deferred, full) -> None:
-        rec, f = d.rec, d.rec["fields"]
-        r = rec["response"]
+        rec, f = d.rec, d.rec.fields
         notes = [f"pod {f['k8s.ns']}/{f['k8s.pod']} known: {full.detail}"]
         cgroup_dir = self.cgroup_root + (f.get("container.cgroup") or "")
         if full.status == "skipped":
@@ -334,26 +334,25 @@ class Responder:
                 self._count(action + "-api", s)
             status = "done" if all(s == "done" for s in statuses) and (
                 d.local is not None or statuses) else "failed"
-        r.update(action=action, status=status, detail="; ".join([r["detail"], *notes]))
-        rec["source"] = "response"
+        r = replace(rec.response, action=action, status=status,
+                    detail="; ".join([rec.response.detail, *notes]))
         # the action is counted once: when it was done on the node, or now
         if d.local is None:
             self._count(action, status)
         elif status == "skipped":
             self._count(action + "-api", "skipped")
-        self.publish(rec)
+        self.publish(rec.with_response(r, "response"))
 
     def _expire(self, d: _Deferred, why: str) -> None:
-        r = d.rec["response"]
+        r = d.rec.response
         wait = self.policy.unknown_pod_wait_seconds
         if d.local is not None:
-            r.update(status="failed", detail=f"{r['detail']}; {why} within {wait} s: the API "
-                                             "part was not attempted")
+            r = r.added(f"{why} within {wait} s: the API part was not attempted",
+                        status="failed")
         else:
-            r.update(status="skipped", detail=f"{why} within {wait} s: nothing done")
-        d.rec["source"] = "response"
-        self._count(r["action"] if d.local is None else r["action"] + "-api", r["status"])
-        self.publish(d.rec)
+            r = replace(r, status="skipped", detail=f"{why} within {wait} s: nothing done")
+        self._count(r.action if d.local is None else r.action + "-api", r.status)
+        self.publish(d.rec.with_response(r, "response"))
 
     def release(self, namespace: str, pod: str) -> tuple[str, str]:
         """Undo an isolation this node made: the node-local programs and the quarantine

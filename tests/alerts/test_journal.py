@@ -71,6 +71,7 @@ import contextlib
 import stat
 import subprocess
 
+from agent.alerts.alert import Alert
 from agent.alerts.hub import AlertHub, Filter
 
 
@@ -108,13 +109,17 @@ def _big(i):
     return {"rule": f"r{i}", "severity": "high", "fields": {"n": i, "pad": "x" * 1500}}
 
 
+def _big_alert(i):
+    return Alert.from_dict(_big(i))
+
+
 def test_a_full_disk_never_raises_keeps_the_sequence_and_recovers(tmp_path):
     with small_fs(tmp_path / "fs", "64k") as d:
         j = Journal(os.path.join(d, "journal")).open()
         hub = AlertHub(j)
         seen = []
         hub.on_journal_change = lambda what, info: seen.append((what, info))
-        seqs = [hub.publish(_big(i)) for i in range(100)]    # ~160 KB into 64 KiB
+        seqs = [hub.publish(_big_alert(i)).seq for i in range(100)]    # ~160 KB into 64 KiB
         assert seqs == list(range(1, 101))                   # every alert got its number
         assert not j.persisting and j.write_errors >= 1
         assert [w for w, _ in seen] == ["failed"]            # told once, not per alert
@@ -127,7 +132,7 @@ def test_a_full_disk_never_raises_keeps_the_sequence_and_recovers(tmp_path):
         assert on_disk == list(range(1, first_lost))          # whole records, no torn tail
         assert os.path.getsize(seg) == [end for _, end in read_records(seg)][-1]
         subprocess.run(["mount", "-o", "remount,size=4m", d], check=True)   # space returns
-        assert hub.publish(_big(100)) == 101
+        assert hub.publish(_big_alert(100)).seq == 101
         assert j.persisting
         assert [w for w, _ in seen] == ["failed", "recovered"]
         rec = seen[1][1]
@@ -137,7 +142,7 @@ def test_a_full_disk_never_raises_keeps_the_sequence_and_recovers(tmp_path):
         # a replay says which alerts the journal lacks, instead of skipping them silently
         sub = hub.subscribe(Filter())
         got = list(hub.replay(sub, 0, j.first_seq()))
-        assert [(w, v if w == "gap" else v["seq"]) for w, v in got] == (
+        assert [(w, v if w == "gap" else v.seq) for w, v in got] == (
             [("alert", s) for s in range(1, first_lost)] + [("gap", (first_lost, 100)),
                                                             ("alert", 101)])
         j.close()
@@ -161,9 +166,9 @@ def test_subscribers_get_every_alert_while_the_disk_is_full(tmp_path):
         hub = AlertHub(j)
         sub = hub.subscribe(Filter())
         for i in range(20):
-            hub.publish(_big(i))
+            hub.publish(_big_alert(i))
         got = []
         while (item := sub.take(0.01)) is not None:
-            got.append(item[1]["seq"])
+            got.append(item[1].seq)
         assert got == list(range(1, 21)) and not j.persisting
         j.close()

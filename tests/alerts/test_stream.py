@@ -12,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from agent.alerts.alert import Alert
 from agent.alerts.hub import AlertHub
 from agent.alerts.journal import Journal
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb
@@ -21,12 +22,12 @@ from agent.api.server import ApiServer
 
 def rec(i, severity="high", tactic="TA0006", technique="T1003.008", rule="R", ns="shop",
         pod="web-1", node="n1"):
-    return {"rule": rule, "severity": severity, "node": node, "output": f"alert {i}",
+    return Alert.from_dict({"rule": rule, "severity": severity, "node": node, "output": f"alert {i}",
             "tactic": {"id": tactic, "name": "x"}, "technique": {"id": technique, "name": "y"},
             "fields": {"k8s.ns": ns, "k8s.pod": pod, "proc.pid": i, "proc.exe": "/bin/cat",
                        "proc.args": ["cat", "/etc/shadow"], "container.id": "c1",
                        "event.kind": "open", "file.path": "/etc/shadow",
-                       "proc.ancestors": [{"pid": 1, "exe": "/sbin/init"}]}}
+                       "proc.ancestors": [{"pid": 1, "exe": "/sbin/init"}]}})
 
 
 class Env:
@@ -422,7 +423,7 @@ def test_a_slow_filter_runs_on_its_subscriber_not_in_publish(tmp_path):
     for i in range(10):
         hub.publish(rec(i))
     assert time.monotonic() - t0 < 0.1                        # not 10 x 0.2 s
-    got = [slow.take(1)[1]["seq"] for _ in range(10)]
+    got = [slow.take(1)[1].seq for _ in range(10)]
     assert got == list(range(1, 11))
     j.close()
 

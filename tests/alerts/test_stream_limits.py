@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agent.alerts.alert import Alert
 from agent.alerts.hub import AlertHub, Filter
 from agent.alerts.journal import Journal
 from agent.api.gen.mamori.v1 import alerts_pb2 as pb
@@ -27,13 +29,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def rec(i, args=("cat", "/etc/shadow")):
-    return {"rule": "R", "severity": "high", "node": "n1", "output": f"alert {i}",
+    return Alert.from_dict({"rule": "R", "severity": "high", "node": "n1", "output": f"alert {i}",
             "tactic": {"id": "TA0006", "name": "Credential Access"},
             "technique": {"id": "T1003.008", "name": "x"},
             "fields": {"k8s.ns": "shop", "k8s.pod": "web-1", "proc.pid": i,
                        "proc.exe": "/bin/cat", "proc.args": list(args),
                        "container.id": "c1", "event.kind": "open",
-                       "file.path": "/etc/shadow"}}
+                       "file.path": "/etc/shadow"}})
 
 
 class Api:
@@ -236,17 +238,17 @@ def test_a_queue_is_bounded_by_the_bytes_of_its_alerts(tmp_path):
     j = Journal(str(tmp_path / "j")).open()
     hub = AlertHub(j, 100_000, 64 << 10)
     r = rec(0, args=("tar", "cf", "/tmp/o.tar") + ("x" * 100,) * 20)
-    size = record_size(r)
-    assert size >= to_proto({**r, "seq": 1}).ByteSize() * 0.8  # about what a stream sends
+    size = record_size(r.to_dict())
+    assert size >= to_proto(replace(r, seq=1)).ByteSize() * 0.8  # about what a stream sends
     sub = hub.subscribe(Filter())                          # never taken from
     for i in range(5000):
-        hub.publish(rec(i, args=r["fields"]["proc.args"]))
+        hub.publish(rec(i, args=r.fields["proc.args"]))
         assert sub.bytes <= 64 << 10
     n = len(sub.queue)                                     # as many as fit, no more
     assert (64 << 10) - 2 * size < sub.bytes <= 64 << 10 and n < 5000
     assert (sub.dropped, sub.first_missed) == (5000 - n, n + 1)
     got = [sub.take(0) for _ in range(n + 1)]
-    assert [g[1]["seq"] for g in got[:-1]] == list(range(1, n + 1))
+    assert [g[1].seq for g in got[:-1]] == list(range(1, n + 1))
     assert got[-1] == ("missed", (5000 - n, n + 1))        # how many, and from where
     assert sub.missed_upto == 5000                         # and that it covers the rest
     assert sub.bytes == 0

@@ -47,7 +47,7 @@ def _agent(tmp_path, ring=16 << 20, **overrides):
                              "metrics.listen": "127.0.0.1:0", **overrides})
     cfg = replace(cfg, sensor=replace(cfg.sensor, ring_bytes=ring))
     records = []
-    return Agent(cfg, [str(rules)], outputs=[records.append]), records
+    return Agent(cfg, [str(rules)], outputs=[lambda a: records.append(a.to_dict())]), records
 
 
 def test_readiness_metrics_and_alerts(tmp_path, containers):

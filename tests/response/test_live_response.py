@@ -33,7 +33,7 @@ def agent_with(tmp_path, kube):
             "alerts.journal_dir": str(tmp_path / "journal"),
             "api.listen": [f"unix://{tmp_path}/mamori.sock"], "metrics.listen": "127.0.0.1:0"})
         records = []
-        a = Agent(cfg, [str(rules)], outputs=[records.append])
+        a = Agent(cfg, [str(rules)], outputs=[lambda a: records.append(a.to_dict())])
         a.start()
         made.append(a)
         return a, records

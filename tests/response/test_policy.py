@@ -3,13 +3,14 @@ comes from what an administrator controls (namespaces, their labels, the policy 
 never from the pod's own labels; a pod that is not known yet is not taken as unprotected."""
 import pytest
 
+from agent.alerts.alert import Alert
 from agent.response.policy import Guard, Policy, PolicyError, load
 
 
 def alert(action="terminate", ns="shop", pod="web-1", labels=None, container="c1",
           rule="R"):
     f = {"k8s.ns": ns, "k8s.pod": pod, "k8s.labels": labels or {}, "container.id": container}
-    return {"rule": rule, "action": action, "fields": f}
+    return Alert.from_dict({"rule": rule, "action": action, "fields": f})
 
 
 class Clock:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 
+from agent.alerts.alert import Alert
 from agent.context.pods import api_client
 from agent.response.kube_actions import KubeActions
 from agent.response.local import kill_cgroup, kill_process
@@ -103,11 +104,11 @@ def test_a_process_in_another_cgroup_is_not_killed(containers):
 
 
 def _record(c, pid, event_ts, cgroup_id=None):
-    return {"rule": "R", "action": "terminate", "id": "a1", "fields": {
+    return Alert.from_dict({"rule": "R", "action": "terminate", "id": "a1", "fields": {
         "container.id": c.id, "container.cgroup": "/" + c.cgroup_path,
         "proc.pid": pid, "event.ts": event_ts,
         "proc.cgroup_id": cgroup_id if cgroup_id is not None else c.cgroup_id,
-        "k8s.ns": "shop", "k8s.pod": None, "k8s.labels": {}}}
+        "k8s.ns": "shop", "k8s.pod": None, "k8s.labels": {}}})
 
 
 def test_terminate_with_a_reused_pid_kills_the_container_but_not_the_pid(containers):
@@ -120,8 +121,8 @@ def test_terminate_with_a_reused_pid_kills_the_container_but_not_the_pid(contain
     r = Responder(Policy(), cgroups.cgroup2_root(), publish=lambda rec: None)
     try:
         rec = _record(c, host.pid, event_ts)
-        r.respond(rec)
-        assert rec["response"] == {"action": "terminate", "status": "done", "detail": (
+        rec = r.respond(rec)
+        assert rec.response.to_dict() == {"action": "terminate", "status": "done", "detail": (
             f"process {host.pid} not signalled: the pid now belongs to a process that "
             "started after the event; killed every process of the container")}
         assert wait_until(lambda: c.pids() == [], 5)
@@ -139,15 +140,15 @@ def test_a_cgroup_made_again_under_the_same_name_is_not_killed(containers):
     r = Responder(Policy(), cgroups.cgroup2_root(), publish=lambda rec: None)
     try:
         rec = _record(c, c.pid, time.monotonic_ns(), cgroup_id=os.stat("/").st_ino)
-        r.respond(rec)
-        assert rec["response"]["detail"] == (
+        rec = r.respond(rec)
+        assert rec.response.detail == (
             f"process {c.pid} not signalled: the container's cgroup is gone")
         time.sleep(0.1)
         assert c.pid in c.pids()
         rec = _record(c, c.pid, time.monotonic_ns())
         r.guard._incidents.clear()
-        r.respond(rec)
-        assert rec["response"]["detail"] == (
+        rec = r.respond(rec)
+        assert rec.response.detail == (
             f"killed process {c.pid}; killed every process of the container")
         assert wait_until(lambda: c.pids() == [], 5)
     finally:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from agent.alerts.alert import Alert
 from agent.context.pods import PodWatcher, api_client
 from agent.response.isolation import Isolator
 from agent.response.kube_actions import KubeActions
@@ -44,10 +45,11 @@ def responder(kube):
 
 def record(c, action, ns=None, pod=None):
     """The alert the enricher makes for a container whose pod it does not know yet."""
-    return {"rule": "R", "action": action, "id": f"a-{c.id}", "source": "rule", "fields": {
-        "container.id": c.id, "container.cgroup": "/" + c.cgroup_path, "proc.pid": c.pid,
-        "proc.cgroup_id": c.cgroup_id, "event.ts": time.monotonic_ns(),
-        "k8s.ns": ns, "k8s.pod": pod, "k8s.pod_uid": None, "k8s.labels": {}}}
+    return Alert.from_dict({
+        "rule": "R", "action": action, "id": f"a-{c.id}", "source": "rule", "fields": {
+            "container.id": c.id, "container.cgroup": "/" + c.cgroup_path, "proc.pid": c.pid,
+            "proc.cgroup_id": c.cgroup_id, "event.ts": time.monotonic_ns(),
+            "k8s.ns": ns, "k8s.pod": pod, "k8s.pod_uid": None, "k8s.labels": {}}})
 
 
 def put_pod(kube, c, ns, name):
@@ -57,8 +59,8 @@ def put_pod(kube, c, ns, name):
 def follow_up(published, timeout=15):
     assert wait_until(lambda: published, timeout), "no follow-up record"
     [rec] = published
-    assert rec["source"] == "response"
-    return rec["response"]
+    assert rec.source == "response"
+    return rec.response
 
 
 def test_wait_an_unknown_pod_in_a_protected_namespace_is_left_alone(responder, kube,
@@ -68,16 +70,16 @@ def test_wait_an_unknown_pod_in_a_protected_namespace_is_left_alone(responder, k
     r, published = responder(Policy(unknown_pod="wait"))
     c = containers()
     rec = record(c, "terminate")
-    r.respond(rec)
-    assert rec["response"] == {"action": "terminate", "status": "pending", "detail": (
+    rec = r.respond(rec)
+    assert rec.response.to_dict() == {"action": "terminate", "status": "pending", "detail": (
         f"nothing done yet: terminate container {c.id}: its pod is not known yet; the rest "
         "once the pod is known")}
     time.sleep(0.5)
     assert c.pid in c.pids()                               # nothing done meanwhile
     put_pod(kube, c, "kube-system", "coredns-1")
     resp = follow_up(published)
-    assert resp["status"] == "skipped"
-    assert resp["detail"].endswith(
+    assert resp.status == "skipped"
+    assert resp.detail.endswith(
         "pod kube-system/coredns-1 known: namespace kube-system is protected")
     time.sleep(0.2)
     assert c.pid in c.pids()
@@ -91,8 +93,8 @@ def test_wait_an_unknown_pod_is_acted_on_once_known(responder, kube, containers)
     time.sleep(0.3)
     put_pod(kube, c, "shop", "web-1")
     resp = follow_up(published)
-    assert (resp["action"], resp["status"]) == ("terminate", "done")
-    assert "pod shop/web-1 known: terminate shop/web-1; killed process " in resp["detail"]
+    assert (resp.action, resp.status) == ("terminate", "done")
+    assert "pod shop/web-1 known: terminate shop/web-1; killed process " in resp.detail
     assert wait_until(lambda: c.pids() == [], 5)
     assert [q.path for q in kube.requests_to("DELETE", "/pods/")] == [
         "/api/v1/namespaces/shop/pods/web-1"]
@@ -108,15 +110,15 @@ def test_act_isolation_of_an_unknown_pod_is_undone_when_it_is_protected(responde
     try:
         assert connects(c)
         rec = record(c, "isolate")
-        r.respond(rec)
-        assert rec["response"]["status"] == "done"
-        assert rec["response"]["detail"] == (f"network of container {c.id} cut on the node; "
+        rec = r.respond(rec)
+        assert rec.response.status == "done"
+        assert rec.response.detail == (f"network of container {c.id} cut on the node; "
                                              "the rest once the pod is known")
         assert not connects(c)
         put_pod(kube, c, "mamori", "agent-x")
         resp = follow_up(published)
-        assert resp["status"] == "skipped"
-        assert resp["detail"].endswith("pod mamori/agent-x known: namespace mamori is "
+        assert resp.status == "skipped"
+        assert resp.detail.endswith("pod mamori/agent-x known: namespace mamori is "
                                        "protected; the node-local isolation is undone")
         assert connects(c)
         assert kube.requests_to("PATCH", "/pods/") == []
@@ -130,7 +132,7 @@ def test_an_unknown_pod_that_never_shows_up(responder, containers):
     c = containers()
     r.respond(record(c, "terminate"))
     resp = follow_up(published)
-    assert resp == {"action": "terminate", "status": "skipped", "detail": (
+    assert resp.to_dict() == {"action": "terminate", "status": "skipped", "detail": (
         f"the pod of container {c.id} was not known within 1 s: nothing done")}
     assert c.pid in c.pids()
 
@@ -144,14 +146,14 @@ def test_a_namespace_labelled_protected_by_an_admin(responder, kube, containers)
     put_pod(kube, d, "shop", "web-1")
     r.respond(record(c, "terminate", "payments", "api-1"))
     resp = follow_up(published)
-    assert resp["status"] == "skipped"
-    assert resp["detail"].endswith("namespace payments is protected by its label "
+    assert resp.status == "skipped"
+    assert resp.detail.endswith("namespace payments is protected by its label "
                                    "mamori.io/protected=true")
     assert c.pid in c.pids()
     published.clear()
     r.respond(record(d, "terminate", "shop", "web-1"))
     resp = follow_up(published)
-    assert resp["status"] == "done"
+    assert resp.status == "done"
     assert wait_until(lambda: d.pids() == [], 5)
     assert c.pid in c.pids()
 

@@ -187,7 +187,7 @@ def test_agent_raises_an_alert_of_its_own_when_a_reload_fails(tmp_path):
     f.write_text(rule("proc.name = curl"))
     alerts = []
     cfg = config.load(None, {"node_name": "n1", "alerts.journal_dir": str(tmp_path / "j")})
-    agent = Agent(cfg, [str(f)], outputs=[alerts.append])
+    agent = Agent(cfg, [str(f)], outputs=[lambda a: alerts.append(a.to_dict())])
     agent.engine.load()
     agent.journal.open()
     try:

@@ -6,6 +6,7 @@ import struct
 import pytest
 
 from agent import fields as R
+from agent.alerts.alert import Alert
 from agent.api.server import _other_text, to_proto
 from agent.context.containers import ContainerInfo
 from agent.context.enricher import Enriched
@@ -128,7 +129,7 @@ def test_every_snapshot_field_is_in_the_grpc_message(kind):
     fields = [f for f in R.SNAPSHOT_FIELDS[kind]]
     snap = {f.name: _value(f) for f in fields}
     snap["event.kind"] = kind
-    a = to_proto({"seq": 1, "rule": "R", "severity": "high", "fields": snap})
+    a = to_proto(Alert.from_dict({"seq": 1, "rule": "R", "severity": "high", "fields": snap}))
     for f in fields:
         path = f.proto_path(kind)
         got = a.event.other.get(f.name) if path == R.OTHER else _read(a, path)
@@ -141,7 +142,7 @@ def test_every_snapshot_field_is_in_the_grpc_message(kind):
 def test_a_host_event_has_no_container_pod_or_drift_in_the_message():
     item = _item("open")
     snap = Enriched(*item[:7], None, None, None, None).fields()
-    a = to_proto({"seq": 1, "fields": snap})
+    a = to_proto(Alert.from_dict({"seq": 1, "fields": snap}))
     assert (a.HasField("container"), a.HasField("pod"), a.HasField("drift")) == (
         False, False, False)
     assert (a.event.kind, a.event.file.path, a.process.pid) == ("open", "", 10)
@@ -149,8 +150,8 @@ def test_a_host_event_has_no_container_pod_or_drift_in_the_message():
 
 
 def test_an_agent_alerts_details_go_to_other():
-    a = to_proto({"seq": 2, "source": "agent", "fields": {
-        "journal.dir": "/var/lib/mamori", "lost.kinds": {"open": 3}, "container.id": None}})
+    a = to_proto(Alert.from_dict({"seq": 2, "source": "agent", "fields": {
+        "journal.dir": "/var/lib/mamori", "lost.kinds": {"open": 3}, "container.id": None}}))
     assert dict(a.event.other) == {"journal.dir": "/var/lib/mamori",
                                    "lost.kinds": '{"open":3}'}
     assert not a.HasField("container")
