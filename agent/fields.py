@@ -21,6 +21,7 @@ A field is used one of four ways:
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -30,7 +31,7 @@ from .sensor.names import writable
 
 STR, INT, BOOL, STRS, INTS, MAP = "string", "number", "boolean", "list of strings", \
     "list of numbers", "map"
-ANCESTRY = "list of {pid, exe}"
+ANCESTRY = "list of {pid, exe, exec_id, name}"
 LIST_TYPES = (STRS, INTS)
 
 EVENT_KINDS = tuple(k for k in KINDS if not k.startswith("cgroup_"))
@@ -103,6 +104,46 @@ def _own_proc(item):
     if not p or not p.startswith("/proc/"):
         return False
     return p[6:].split("/", 1)[0] == str(item.event.vpid)
+
+
+_BARE_HOST = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?(?:/|$)"      # 1.2.3.4[:p][/…]
+                        r"|([a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::\d+(?:/|$)|/)")  # a.tld:p, a.tld/…
+_LOCAL_SUFFIXES = (".localhost", ".svc", ".cluster.local", ".local")
+
+
+def _url_host(arg: str) -> str | None:
+    """The host an argument names as a URL (`scheme://[user@]host[:port]/…`, or
+    `host.tld/…`, `host:port/…`, `1.2.3.4` without a scheme, as curl and wget take them)."""
+    a = arg[:512].lower()
+    if "://" in a:
+        a = a.split("://", 1)[1]
+        a = a.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+        if a.startswith("["):
+            return a[1:].split("]", 1)[0]
+        return a.split(":", 1)[0] or None
+    if a.startswith("-") or a.startswith("/") or a.startswith("."):
+        return None
+    m = _BARE_HOST.match(a)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def _remote(host: str) -> bool:
+    """Does the host leave the pod and the cluster? Loopback, the unspecified address, and
+    cluster names (one label — a Service in the namespace — or *.svc, *.cluster.local) do
+    not."""
+    if host in ("localhost", "::1", "0.0.0.0", "::", "ip6-localhost") or \
+            host.startswith("127.") or host.endswith(_LOCAL_SUFFIXES):
+        return False
+    return "." in host or ":" in host
+
+
+def _remote_hosts(item) -> tuple:
+    out = []
+    for arg in item.args[1:]:
+        h = _url_host(arg)
+        if h and _remote(h) and h not in out:
+            out.append(h)
+    return tuple(out)
 
 
 def _container(attr):
@@ -243,16 +284,26 @@ _SPECS = (
      "seen)", "process.args"),
     ("proc.cmdline", STR, ALL_KINDS, lambda i: " ".join(i.args), "context",
      "`proc.args` joined by spaces", None, RULE),
+    ("proc.remote_hosts", STRS, ALL_KINDS, _remote_hosts, "context",
+     "the hosts the arguments name as URLs (`scheme://host…`, or `host.tld/…`, `host:port/…` "
+     "and bare IPv4 addresses, as curl and wget take them) that are outside the pod and "
+     "the cluster: not loopback, not a one-label Service name, not `*.svc`, "
+     "`*.cluster.local`, `*.local`", None, RULE),
+    ("proc.argc", INT, ALL_KINDS, lambda i: len(i.args), "context",
+     "how many arguments `proc.args` has, argv[0] included (of a cut argv, the ones kept)",
+     None, RULE),
     ("proc.cwd", STR, ALL_KINDS, lambda i: i.cwd, "context",
      "working directory, as the host sees it (empty when the process was gone before it "
      "could be read)", "process.cwd"),
     ("proc.ancestors", ANCESTRY, ALL_KINDS,
-     lambda i: [{"pid": a[0], "exe": a[1], "exec_id": a[2]} for a in i.ancestors],
-     "context", "parent first: `[{\"pid\": …, \"exe\": …, \"exec_id\": …}, …]`, up to "
-     "`context.ancestors_depth` (a parent whose pid a later process holds now ends it)",
+     lambda i: [{"pid": a[0], "exe": a[1], "exec_id": a[2], "name": a[3]}
+                for a in i.ancestors],
+     "context", "parent first: `[{\"pid\": …, \"exe\": …, \"exec_id\": …, \"name\": …}, "
+     "…]` (name: what `proc.name` was for it), up to `context.ancestors_depth` (a parent "
+     "whose pid a later process holds now ends it)",
      "process.ancestors", SNAPSHOT,
      "a list of records: rules use `proc.ancestors.pid`, `proc.ancestors.exe`, "
-     "`proc.ancestors.name` and `proc.ancestors.exec_id`"),
+     "`proc.ancestors.name`, `proc.ancestors.comm` and `proc.ancestors.exec_id`"),
     ("proc.ancestors.pid", INTS, ALL_KINDS, lambda i: tuple(a[0] for a in i.ancestors),
      "context", "the ancestors' pids, parent first", None, RULE),
     ("proc.ancestors.exec_id", STRS, ALL_KINDS, lambda i: tuple(a[2] for a in i.ancestors),
@@ -262,9 +313,15 @@ _SPECS = (
     ("proc.ancestors.name", STRS, ALL_KINDS,
      lambda i: tuple(_basename(a[1]) for a in i.ancestors), "context",
      "the base names of the ancestors' programs", None, RULE),
+    ("proc.ancestors.comm", STRS, ALL_KINDS, lambda i: tuple(a[3] for a in i.ancestors),
+     "context", "what `proc.name` was for each ancestor, parent first (comm: a process can "
+     "set its own, unlike `proc.ancestors.name`; a busybox applet by the name it was run "
+     "as, where `proc.ancestors.name` says busybox)", None, RULE),
     ("proc.pexe", STR, ALL_KINDS, _pexe, "context", "the parent's program"),
     ("proc.pname", STR, ALL_KINDS, lambda i: _basename(_pexe(i)), "context",
      "the base name of the parent's program"),
+    ("proc.pcomm", STR, ALL_KINDS, lambda i: i.ancestors[0][3] if i.ancestors else None,
+     "context", "what `proc.name` is for the parent (see `proc.ancestors.comm`)", None, RULE),
     ("proc.runtime_setup", BOOL, ALL_KINDS, lambda i: i.runtime_setup, "context",
      "the process is the container runtime's own setup (`runc:[2:INIT]`…), not the "
      "workload: the kernel saw it moved into the container's cgroup from outside, and it "

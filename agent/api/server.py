@@ -71,7 +71,7 @@ def _put(a: pb.Alert, path: str, v) -> None:
     if last == "ancestors":
         for anc in v:
             msg.ancestors.add(pid=int(anc.get("pid", 0)), exe=_s(anc.get("exe")),
-                              exec_id=_s(anc.get("exec_id")))
+                              exec_id=_s(anc.get("exec_id")), name=_s(anc.get("name")))
         return
     slot = getattr(msg, last)
     if isinstance(v, dict):

@@ -28,7 +28,7 @@ class Enriched(NamedTuple):
     exe: str
     args: tuple
     cwd: str
-    ancestors: tuple          # ((pid, exe, exec_id), …) parent first
+    ancestors: tuple          # ((pid, exe, exec_id, name), …) parent first
     runtime_setup: bool
     container: ContainerInfo | None
     pod: PodInfo | None

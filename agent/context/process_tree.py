@@ -211,13 +211,14 @@ class ProcessTree:
 
     # -- questions ---------------------------------------------------------------------
     def ancestry(self, pid: int, depth: int = 8) -> tuple:
-        """((pid, exe, exec_id), …) of the ancestors, parent first; cached until the table
+        """((pid, exe, exec_id, name), …) of the ancestors, parent first (name: what
+        proc.name was for it, see enricher.program_name); cached until the table
         changes (a storm of file events from one process walks its ancestry once)."""
         key = (pid, depth)
         hit = self._ancestry.get(key)
         if hit is not None and hit[0] == self._version:
             return hit[1]
-        out = tuple((a.pid, a.exe, a.exec_id) for a in self.ancestors(pid, depth))
+        out = tuple((a.pid, a.exe, a.exec_id, a.comm) for a in self.ancestors(pid, depth))
         self._ancestry[key] = (self._version, out)
         return out
 

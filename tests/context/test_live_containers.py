@@ -119,7 +119,7 @@ def test_exec_in_a_container_carries_container_pod_and_ancestry(cluster, kube_mo
     assert f["proc.exe"] == "/bin/busybox" and f["proc.exe_fs"] == "overlay"
     # cat's parent is the shell that runc exec started in the container
     shell = _exec_of(cluster, c, ["/bin/sh", "-c", "cat /etc/hostname >/dev/null; true"])
-    parent_pid, parent_exe, parent_id = item.ancestors[0]
+    parent_pid, parent_exe, parent_id, parent_name = item.ancestors[0]
     assert (parent_pid, parent_exe) == (shell.event.pid, "/bin/busybox")
     # the same process the shell's own exec named, by its exec id (boot, start tick, pid)
     from agent.context.process_tree import BOOT
@@ -127,8 +127,9 @@ def test_exec_in_a_container_carries_container_pod_and_ancestry(cluster, kube_mo
         parent_id.endswith(f":{parent_pid}")
     assert f["proc.exec_id"] == item.exec_id and item.exec_id.endswith(f":{item.event.pid}")
     assert f["proc.ancestors"][0] == {"pid": shell.event.pid, "exe": "/bin/busybox",
-                                      "exec_id": parent_id}
+                                      "exec_id": parent_id, "name": "sh"}
     assert f["proc.pname"] == "busybox" and f["proc.ppid"] == parent_pid
+    assert parent_name == "sh"          # the applet it was run as, where pname says busybox
     assert f["proc.runtime_setup"] is False
     assert f["proc.cgroup_id"] == c.cgroup_id
 

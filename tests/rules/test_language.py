@@ -19,7 +19,7 @@ def _hdr(kind):
 
 
 def exec_item(exe="/usr/bin/curl", args=("curl", "-s", "http://x"), stdin="pipe",
-              ancestors=((99, "/bin/sh", "b:9:99"), (50, "/usr/bin/node", "b:5:50")), container=True, pod=None):
+              ancestors=((99, "/bin/sh", "b:9:99", "sh"), (50, "/usr/bin/node", "b:5:50", "node")), container=True, pod=None):
     ev = tuple.__new__(ExecEvent, _hdr("exec") + (
         exe, 1, 1, "overlay", 1, False, False, False, True, False, exe, tuple(args), False, stdin, "pipe", "pipe", "", None, 0))
     c = ContainerInfo("abc", "containerd", "/k/abc") if container else None
@@ -134,7 +134,7 @@ def test_exceptions_silence_matches(tmp_path):
            "      values: [[/srv]]\n")
     rs = ruleset(tmp_path, rule("proc.name in (curl, wget)", extra=exc))
     assert rs.evaluate(exec_item()) == []                               # excepted
-    assert rs.evaluate(exec_item(ancestors=((99, "/bin/bash", "b:9:99"),)))       # other parent
+    assert rs.evaluate(exec_item(ancestors=((99, "/bin/bash", "b:9:99", "bash"),)))       # other parent
     assert rs.rules[0].exceptions == ("known_fetchers", "by_prefix")
 
 

@@ -160,6 +160,6 @@ def test_context_fields_are_documented():
     ev = decoder.decode(_record("open"))
     for c, pod in ((None, None), (ContainerInfo("x", "runc", "/x"), None),
                    (ContainerInfo("x", "runc", "/x"), PodInfo("ns", "p", "u"))):
-        f = Enriched(ev, "x", "/bin/x", (), "/", ((1, "/sbin/init", "b:1:1"),), False, c, pod,
+        f = Enriched(ev, "x", "/bin/x", (), "/", ((1, "/sbin/init", "b:1:1", "init"),), False, c, pod,
                      None).fields()
         assert set(f) <= documented, sorted(set(f) - documented)

@@ -37,7 +37,7 @@ def _item(kind, sys=None):
                   containers={"c1": PodContainer("nginx", "nginx:1.27", "sha256:ab")})
     drift = Drift("new", "/tmp/x", size=3, sha256="f" * 64) if kind == "exec" else None
     return Enriched(ev, "sh", "/bin/sh", ("sh", "-c", "id"), "/",
-                    ((1, "/sbin/init", "b00t:5:1"),), False, c, pod, pod.containers["c1"],
+                    ((1, "/sbin/init", "b00t:5:1", "init"),), False, c, pod, pod.containers["c1"],
                     drift, "b00t:9:10")
 
 
@@ -97,7 +97,7 @@ def test_the_alert_snapshot_carries_every_snapshot_field_of_its_kind(kind):
             snap["k8s.ns"], snap["k8s.pod"], snap["k8s.labels"], snap["k8s.owner_name"],
             snap["proc.ancestors"]) == (
         kind, 10, "b00t:9:10", 2, "sh", "c1", "nginx:1.27", "sha256:ab", "shop", "web-1", {"app": "web"},
-        "web", [{"pid": 1, "exe": "/sbin/init", "exec_id": "b00t:5:1"}])
+        "web", [{"pid": 1, "exe": "/sbin/init", "exec_id": "b00t:5:1", "name": "init"}])
     if kind == "exec":
         assert (snap["drift.kind"], snap["drift.path"], snap["drift.size"]) == (
             "new", "/tmp/x", 3)
@@ -107,7 +107,7 @@ def _value(f: R.Field):
     """A value of the field's type that is not proto3's default."""
     return {R.STR: f"v:{f.name}", R.INT: 7, R.BOOL: True, R.STRS: ("a", "b"),
             R.INTS: (3, 4), R.MAP: {"k": "v"},
-            R.ANCESTRY: [{"pid": 3, "exe": "/x", "exec_id": "b:4:3"}]}[f.type]
+            R.ANCESTRY: [{"pid": 3, "exe": "/x", "exec_id": "b:4:3", "name": "x"}]}[f.type]
 
 
 def _read(msg, path):
@@ -116,7 +116,7 @@ def _read(msg, path):
         msg = getattr(msg, p)
     v = getattr(msg, last)
     if last == "ancestors":
-        return [{"pid": a.pid, "exe": a.exe, "exec_id": a.exec_id} for a in v]
+        return [{"pid": a.pid, "exe": a.exe, "exec_id": a.exec_id, "name": a.name} for a in v]
     if hasattr(v, "items"):
         return dict(v)
     if hasattr(v, "extend"):

@@ -190,7 +190,7 @@ def test_a_reused_pid_is_another_process_and_not_an_ancestor():
     t.apply(_fork_at(1, 100, 50 * tick))           # the parent
     t.apply(_fork_at(100, 200, 60 * tick))         # its child
     first = t.get(100).exec_id
-    assert t.ancestry(200)[0] == (100, "", first)
+    assert t.ancestry(200)[0] == (100, "", first, t.get(100).comm)
     t.apply(exit_(100))
     t.apply(_fork_at(1, 100, 70 * tick))           # pid 100 handed out again, later
     assert t.get(100).exec_id != first and t.get(100).exec_id.endswith(":70:100")
