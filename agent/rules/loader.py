@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 
 @dataclass(frozen=True, order=True)
@@ -72,7 +73,10 @@ OVERRIDABLE = {
 
 
 def _py(node):
-    return yaml.safe_load(yaml.serialize(node)) if node is not None else None
+    """The node's value, constructed from the node itself. (Serializing the node and loading
+    the text again re-folds long folded scalars: a space inside a quoted regex of a `>`
+    condition could come back as a line break.)"""
+    return SafeConstructor().construct_document(node) if node is not None else None
 
 
 def rule_files(paths) -> list[str]:

@@ -292,3 +292,19 @@ def test_a_kind_the_condition_rules_out_is_warned_about(tmp_path):
         ("warning", "rule 'K' can never match a open event (its condition asks for another "
                     "event.kind)")]
     assert [r.name for r in rs.evaluate(exec_item("/bin/kill", ("kill", "1")))] == ["K"]
+
+
+def test_a_folded_condition_keeps_the_spaces_of_its_quoted_values(tmp_path):
+    """A `>` condition with more-indented lines longer than YAML's line width: the value
+    of its quoted regex is exactly as written (it used to come back with a space turned
+    into a line break, so `( |$)` no longer matched the end of an argument)."""
+    text = ("- rule: R\n  desc: d\n  events: [exec]\n  condition: >\n"
+            "    proc.name = curl and\n"
+            "     not proc.cmdline regex '(^| )(-[a-zA-Z]*O|--output-document)( *|=)"
+            "(-|/dev/null)( |$)' and\n"
+            "     not proc.args = --spider\n"
+            "  output: o\n  severity: high\n  tactic: TA0002\n  technique: T1059.004\n")
+    rs = ruleset(tmp_path, text)
+    assert "(-|/dev/null)( |$)' and\n not proc.args" in rs.rules[0].condition
+    assert rs.evaluate(exec_item(args=("curl", "-O", "/dev/null", "http://x"))) == []
+    assert rs.evaluate(exec_item(args=("curl", "-O", "/tmp/x", "http://x")))
