@@ -4,6 +4,7 @@ Never waits: a container whose pod the API has not told us about yet is reported
 container context, and events after the pod arrives carry the pod too."""
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from ..fields import snapshot
@@ -20,6 +21,18 @@ def program_name(comm: str, filename: str, args: tuple) -> str:
     if comm == "exe" and filename == "/proc/self/exe" and args:
         return args[0].rsplit("/", 1)[-1][:15] or comm
     return comm
+
+
+def host_mount_namespace() -> int:
+    """The inode of the host's mount namespace: pid 1's (the agent runs with the host's pid
+    namespace), else — where pid 1's cannot be read — the agent's own (it runs on the host's
+    mounts); 0 when neither can be read."""
+    for path in ("/proc/1/ns/mnt", "/proc/self/ns/mnt"):
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            continue
+    return 0
 
 
 class Enriched(NamedTuple):
@@ -55,6 +68,10 @@ class Enricher:
         self.pods = pods
         self.depth = ancestors_depth
         self.attached = None        # pid -> (cgroup moved into, mover's cgroup) | None
+        # the host's mount namespace: a setup process of the runtime that executes a program
+        # while still in it (runc re-executing its cloned binary after the move into the
+        # container's cgroup) is still the runtime; a container's own processes never are
+        self.host_mntns = host_mount_namespace()
 
     def enrich(self, ev) -> Enriched:
         kind = ev.kind
@@ -67,7 +84,12 @@ class Enricher:
             name = program_name(ev.comm, ev.filename, ev.args)
             if p is not None:
                 p.comm = name
-                tree.on_exec_in(p, container.id if container is not None else None)
+                if container is not None and self.host_mntns and \
+                        ev.mntns == self.host_mntns and tree.runtime_setup(
+                            p, ev.ppid, container.id, self.registry.lookup, self.attached):
+                    setup = True        # the runtime re-running itself (runc's cloned binary)
+                else:
+                    tree.on_exec_in(p, container.id if container is not None else None)
         else:
             p = tree.lookup(ev.pid) if container is None else tree.lookup_event(ev)
             name = p.comm if p is not None and p.comm else ev.comm
