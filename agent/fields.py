@@ -196,6 +196,12 @@ def _drift(attr, own=None):
     return get
 
 
+def _utime_mtime(item):
+    """utime events carry the mtime they set in the FileEvent's mode slot (None: not given)."""
+    ev = item.event
+    return ev.mode if ev.kind == "utime" else None
+
+
 def _pexe(item):
     return item.ancestors[0][1] if item.ancestors else None
 
@@ -219,11 +225,11 @@ SECTIONS = (
      "it loads (`LD_PRELOAD`, `dlopen`, ctypes). Reported at the syscall's entry, only for "
      "drift: the image's own libraries are never reported."),
     ("fork", "fork, exit", ""),
-    ("file", "open, unlink, rename, chmod (file.path and file.path_truncated also on "
-     "mmap_exec)", ""),
+    ("file", "open, unlink, rename, chmod, mkdir, utime (file.path and file.path_truncated "
+     "also on mmap_exec)", ""),
     ("net", "connect, accept, bind, listen", ""),
     ("priv", "ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, "
-     "io_uring", ""),
+     "io_uring, kill", ""),
     ("cgroup", "cgroup_mkdir, cgroup_rmdir (container discovery)",
      "The agent's own discovery events. It consumes them itself (they are never printed, "
      "alerted on or matched by rules), so their fields are not listed here: the new or "
@@ -231,15 +237,18 @@ SECTIONS = (
 )
 
 _NOT_RULES = "the agent consumes discovery events itself"
+_UTIME = frozenset({"utime"})
+_KILL = frozenset({"kill"})
 _EXEC = frozenset({"exec"})
 _DRIFT = _EXEC | MAPPING
 
 _SPECS = (
     # name, type, kinds, getter, section, doc, [proto, [use, [why]]]
     ("event.kind", STR, ALL_KINDS | CGROUP, lambda i: i.event.kind, "event",
-     "exec, fork, exit, mmap_exec, open, unlink, rename, chmod, connect, accept, bind, "
-     "listen, ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, "
-     "io_uring (and, for the agent's own discovery, cgroup_mkdir, cgroup_rmdir)",
+     "exec, fork, exit, mmap_exec, open, unlink, rename, chmod, mkdir, utime, connect, "
+     "accept, bind, listen, ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, "
+     "module, io_uring, kill (and, for the agent's own discovery, cgroup_mkdir, "
+     "cgroup_rmdir)",
      "event.kind"),
     ("event.ts", INT, ALL_KINDS | CGROUP, lambda i: i.event.ts, "event",
      "monotonic timestamp, ns (CLOCK_MONOTONIC)", "event.ts"),
@@ -461,11 +470,13 @@ _SPECS = (
 
     ("file.path", STR, FILE | MAPPING, _ev("path"), "file",
      "the file the kernel resolved, as a path in the process's own mount namespace (inside "
-     "a container, the path inside the container). A successful open (and fchmod): walked "
+     "a container, the path inside the container). A successful open (and fchmod, "
+     "futimens): walked "
      "by the probe from the new descriptor's dentry and mount at syscall exit, so `//`, "
      "`.`, `..`, relative paths, symlinks, `/proc/self/root`, padding and a buffer "
      "rewritten during the call all give the file that was really opened. Otherwise "
-     "(unlink, rename, chmod by path, a failed call): the requested path joined to the "
+     "(unlink, rename, chmod, mkdir and utime by path, a failed call): the requested path "
+     "joined to the "
      "directory it starts from — the process's root, its working directory or `file.fd`'s "
      "directory, walked by the probe — and normalised (`//`, `.`, `..`; a symlink on the "
      "way is not followed). mmap_exec: the mapped file, walked like `proc.exe` (empty for "
@@ -473,10 +484,10 @@ _SPECS = (
     ("file.name", STR, FILE | MAPPING, lambda i: _basename(getattr(i.event, "path", None)),
      "file", "the base name of `file.path`", None, RULE),
     ("file.requested_path", STR, FILE, _ev("requested_path"), "file",
-     "the path exactly as the process passed it (empty for fchmod)",
+     "the path exactly as the process passed it (empty for fchmod and futimens)",
      "event.file.requested_path"),
     ("file.resolved", BOOL, FILE, _ev("resolved"), "file",
-     "`file.path` is the file the kernel opened (a successful open or fchmod)",
+     "`file.path` is the file the kernel opened (a successful open, fchmod or futimens)",
      "event.file.resolved"),
     ("file.own_proc", BOOL, FILE, _own_proc, "file",
      "`file.path` is below `/proc/<the process's own pid>/` (where `/proc/self` and "
@@ -484,13 +495,18 @@ _SPECS = (
     ("file.new_path", STR, frozenset({"rename"}), _ev("new_path"), "file",
      "rename: the target path, resolved as for rename's `file.path`", "event.file.new_path"),
     ("file.flags", STRS, FILE, _ev("flags"), "file",
-     "open: `O_*` names; unlink: `AT_REMOVEDIR`; rename: `RENAME_*`; fchmodat2: `AT_*`",
-     "event.file.flags"),
-    ("file.mode", INT, FILE, _ev("mode"), "file",
-     "permission bits: open with `O_CREAT`/`O_TMPFILE`, chmod", "event.file.mode"),
+     "open: `O_*` names; unlink: `AT_REMOVEDIR`; rename: `RENAME_*`; fchmodat2: `AT_*`; "
+     "mkdir: none; utime: utimensat's `AT_*`, and `TIMES_GIVEN` when the call sets explicit "
+     "times (utimensat: atime or mtime neither `UTIME_NOW` nor `UTIME_OMIT`; utimes, "
+     "futimesat, utime: any times) rather than the current time (`touch f`: not given; "
+     "`touch -d …`, `touch -r …`: given)", "event.file.flags"),
+    ("file.mode", INT, FILE - _UTIME, _ev("mode"), "file",
+     "permission bits asked for: open with `O_CREAT`/`O_TMPFILE`, chmod, mkdir (open and "
+     "mkdir: before the umask)", "event.file.mode"),
     ("file.fd", INT, FILE, _ev("fd"), "file",
-     "the directory fd paths are relative to (-100 is the working directory), or fchmod's "
-     "fd"),
+     "the directory fd paths are relative to (-100 is the working directory), or the fd of "
+     "a call without a path (fchmod; utimensat and futimesat with a NULL path, as futimens "
+     "does)"),
     ("file.path_truncated", BOOL, FILE | MAPPING, _ev("path_truncated"), "file",
      "`file.path` is only the end of the path: a resolved path longer than 511 bytes or 48 "
      "entries (its whole names from the file up are kept), or a requested path longer than "
@@ -502,6 +518,12 @@ _SPECS = (
     ("file.setgid", BOOL, frozenset({"chmod"}),
      lambda i: bool(getattr(i.event, "mode", 0) & 0o2000), "file",
      "chmod: `file.mode` sets the set-group-id bit", None, RULE),
+    ("utime.mtime", INT, _UTIME, _utime_mtime, "file",
+     "utime: the modification time the call sets, in seconds since the epoch, when it "
+     "gives it explicitly (`TIMES_GIVEN` and an mtime that is not `UTIME_NOW`/"
+     "`UTIME_OMIT`); null otherwise — also when the times could not be read (`TIMES_GIVEN` "
+     "then says only that times were passed). Times are read when the call starts; before "
+     "1970 reads 0, after 2106 reads 4294967295"),
     ("file.writable", BOOL, frozenset({"open"}),
      lambda i: i.event.kind == "open" and writable(i.event.flags), "file",
      "open: `file.flags` write, create, truncate or append", None, RULE),
@@ -565,6 +587,17 @@ _SPECS = (
      "init_module/finit_module parameters"),
     ("module.fd", INT, frozenset({"module"}), _detail("module.fd"), "priv",
      "finit_module's fd (null for init_module)"),
+    ("signal.target", INT, _KILL, _detail("signal.target"), "priv",
+     "kill: the pid as passed, signed (-1: every process the sender may signal, 0: its own "
+     "process group, below -1: the process group -N); tkill: the thread; tgkill: the "
+     "thread group. A number in the sender's pid namespace: compare it with `proc.vpid`, not "
+     "`proc.pid` (in a container, 1 is the container's first process). Signal 0 (does it "
+     "exist?) is not reported"),
+    ("signal.number", INT, _KILL, _detail("signal.number"), "priv",
+     "the signal sent (9, 15, …)"),
+    ("signal.name", STR, _KILL, _detail("signal.name"), "priv",
+     "its name: `SIGKILL`, `SIGTERM`, `SIGSTOP`, real-time ones as `SIGRTMIN+N` / "
+     "`SIGRTMAX-N` (as `kill -l`); a number that is no signal as itself"),
     ("io_uring.entries", INT, frozenset({"io_uring"}), _detail("io_uring.entries"), "priv",
      "io_uring_setup: the ring's entries asked for"),
     ("io_uring.flags", STRS, frozenset({"io_uring"}), _detail("io_uring.flags"), "priv",

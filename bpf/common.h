@@ -164,8 +164,9 @@ static __always_inline void count_drop(u32 kind)
  * each container may send `budget` bulk events (read-only opens, connects, accepts: what a
  * flood is made of) per BUDGET_WINDOW_NS; past that its bulk events are shed, counted per
  * kind and per cgroup, and the agent alerts naming the container. Everything else — exec,
- * fork, exit, privilege calls, writes, unlinks, renames, chmods — is never shed: that is
- * the ring's reserved share. Not congested, this costs one compare. */
+ * fork, exit, privilege calls, signals, writes, unlinks, renames, chmods, mkdirs, time
+ * changes — is never shed: that is the ring's reserved share. Not congested, this costs
+ * one compare. */
 #define BUDGET_WINDOW_NS 100000000ULL
 struct budget {
     u64 window;

@@ -14,7 +14,7 @@
 #define UNIX_PATH_LEN 108
 #define SHORT_STR 32
 #define CGROUP_PATH_LEN 512
-#define EV_MAX 25
+#define EV_MAX 28
 
 #define F_TRUNC_PATH 0x1
 #define F_TRUNC_PATH2 0x2
@@ -30,6 +30,8 @@
 #define DRIFT_MEMFS 0x4
 #define DRIFT_DELETED 0x8
 #define DRIFT_OTHER_FS 0x10
+#define UTIME_TIMES_GIVEN 0x80000000
+#define UTIME_MTIME_GIVEN 0x40000000
 
 enum event_kind {
     EV_EXEC = 1,
@@ -56,6 +58,9 @@ enum event_kind {
     EV_IO_URING = 22,
     EV_CGROUP_MKDIR = 23,
     EV_CGROUP_RMDIR = 24,
+    EV_KILL = 25,
+    EV_MKDIR = 26,
+    EV_UTIME = 27,
 };
 
 enum syscall_id {
@@ -100,6 +105,15 @@ enum syscall_id {
     SYS_IO_URING_SETUP = 39,
     SYS_IO_URING_OPENAT = 40,
     SYS_IO_URING_OPENAT2 = 41,
+    SYS_KILL = 42,
+    SYS_TKILL = 43,
+    SYS_TGKILL = 44,
+    SYS_MKDIR = 45,
+    SYS_MKDIRAT = 46,
+    SYS_UTIMENSAT = 47,
+    SYS_UTIMES = 48,
+    SYS_FUTIMESAT = 49,
+    SYS_UTIME = 50,
 };
 
 struct event_hdr {

@@ -1,11 +1,12 @@
 /* File family: open/openat/openat2/creat, unlink/unlinkat, rename/renameat/renameat2,
- * chmod/fchmod/fchmodat(2). Arguments are kept at sys_enter, the event is sent at sys_exit
- * with the result, so a failed call is reported as failed. The requested paths are read at
- * exit from the caller's memory (as strace and opensnoop do) and kept as they were passed;
- * what rules match is what the kernel resolved, walked at exit: for a successful open (and
- * fchmod) the file behind the new descriptor, whatever spelling, padding, symlink or race
- * led there; otherwise the directory the requested path starts from (root, working
- * directory or dirfd), which user space joins it to. */
+ * chmod/fchmod/fchmodat(2), mkdir/mkdirat, utimensat/utimes/futimesat/utime. Arguments are
+ * kept at sys_enter, the event is sent at sys_exit with the result, so a failed call is
+ * reported as failed. The requested paths are read at exit from the caller's memory (as
+ * strace and opensnoop do) and kept as they were passed; what rules match is what the kernel
+ * resolved, walked at exit: for a successful open (and fchmod, futimens) the file behind the
+ * new descriptor, whatever spelling, padding, symlink or race led there; otherwise the
+ * directory the requested path starts from (root, working directory or dirfd), which user
+ * space joins it to. */
 #include "common.h"
 
 /* stash slots: a0 = path, a1 = flags, a2 = mode, a3 = dirfd or fd, a4 = second path */
@@ -54,8 +55,8 @@ static __always_inline void count_write(void *task, s64 fd)
     }
 }
 
-/* open, unlink and chmod events are built here and sent up to their resolved path's NUL
- * (most of the 512 bytes are empty): opens are the bulk of the ring. */
+/* open, unlink, chmod, mkdir and utime events are built here and sent up to their resolved
+ * path's NUL (most of the 512 bytes are empty): opens are the bulk of the ring. */
 BPF_PERCPU_ARRAY(file_scratch, struct file_event, 1);
 
 static __always_inline void send_file_event(struct file_event *e, u32 rlen)
@@ -102,7 +103,8 @@ static __always_inline int file_exit(long ret)
             (path_str(d, m, r->rbase2, &len) & PS_TRUNC))
             r->hdr.flags |= F_TRUNC_RPATH;
         events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-    } else if (kind == EV_OPEN || kind == EV_UNLINK || kind == EV_CHMOD) {
+    } else if (kind == EV_OPEN || kind == EV_UNLINK || kind == EV_CHMOD || kind == EV_MKDIR ||
+               kind == EV_UTIME) {
         /* a read-only open is bulk (see shed() in common.h); writes, creates never are */
         if (kind == EV_OPEN && !(in->a[1] & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_)) && shed(kind))
             goto out;
@@ -123,7 +125,9 @@ static __always_inline int file_exit(long ret)
             bpf_probe_read_user_str(e->path, PATH_LEN, (void *)in->a[0]) == PATH_LEN)
             e->hdr.flags |= F_TRUNC_PATH;
         void *task = (void *)bpf_get_current_task(), *d = 0, *m = 0;
-        int object = ret >= 0 && (kind == EV_OPEN || in->sys == SYS_FCHMOD), have;
+        /* the object itself: a new descriptor's file, or the fd of a call without a path
+         * (fchmod; utimensat/futimesat with a NULL path, i.e. futimens) */
+        int object = ret >= 0 && (kind == EV_OPEN || !in->a[0]), have;
         e->rpath[0] = 0;
         if (object)
             have = fd_path(task, kind == EV_OPEN ? ret : (s32)in->a[3], &d, &m);
@@ -267,6 +271,100 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
     return 0;
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return file_exit_call(args); }
+#endif
+
+#ifdef HAVE_sys_enter_mkdir
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdir)
+{
+    FILE_ENTER(EV_MKDIR, SYS_MKDIR, args->pathname, 0, args->mode, AT_FDCWD_, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_mkdir) { return file_exit_call(args); }
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdirat)
+{
+    FILE_ENTER(EV_MKDIR, SYS_MKDIRAT, args->pathname, 0, args->mode, args->dfd, 0);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_mkdirat) { return file_exit_call(args); }
+
+/* utime slots: a0 = path (NULL: the file behind a3), a1 = AT_* flags | UTIME_FLAGS,
+ * a2 = the mtime set (when UTIME_MTIME_GIVEN), a3 = dirfd or fd. The times are read here,
+ * at entry, from the caller's memory: what the kernel copies next (a thread of the caller
+ * rewriting them in between is not seen). Times that cannot be read (a page not resident)
+ * count as given, mtime unknown: an evasion fails towards the report. */
+#define UTIME_NOW_ ((1LL << 30) - 1)
+#define UTIME_OMIT_ ((1LL << 30) - 2)
+#define TIMES_TIMESPEC 0     /* utimensat: struct __kernel_timespec[2] {sec, nsec} */
+#define TIMES_TIMEVAL 1      /* utimes, futimesat: struct __kernel_old_timeval[2] {sec, usec} */
+#define TIMES_UTIMBUF 2      /* utime: struct utimbuf {actime, modtime} */
+
+static __always_inline void utime_enter(u32 sys, const char *path, s32 dfd, const void *times,
+                                        u32 flags, int layout)
+{
+    if (!is_watched())
+        return;
+    flags &= ~(u32)(UTIME_TIMES_GIVEN | UTIME_MTIME_GIVEN);   /* only the probe sets them */
+    s64 t[4] = {};       /* atime, then mtime: {sec, nsec/usec} each, or {actime, modtime} */
+    u64 mtime = 0;
+    if (times) {
+        int size = layout == TIMES_UTIMBUF ? 16 : 32;
+        if (bpf_probe_read_user(t, size, times) != 0) {
+            flags |= UTIME_TIMES_GIVEN;
+        } else {
+            int explicit_m = 1;
+            s64 sec = layout == TIMES_UTIMBUF ? t[1] : t[2];
+            if (layout == TIMES_TIMESPEC) {
+                int explicit_a = t[1] != UTIME_NOW_ && t[1] != UTIME_OMIT_;
+                explicit_m = t[3] != UTIME_NOW_ && t[3] != UTIME_OMIT_;
+                if (explicit_a || explicit_m)
+                    flags |= UTIME_TIMES_GIVEN;
+            } else {
+                flags |= UTIME_TIMES_GIVEN;
+            }
+            if (explicit_m) {
+                flags |= UTIME_MTIME_GIVEN;
+                mtime = sec < 0 ? 0 : sec > 0xffffffffLL ? 0xffffffffULL : (u64)sec;
+            }
+        }
+    }
+    stash(EV_UTIME, sys, (u64)path, flags, mtime, (u64)(s64)dfd, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_utimensat)
+{
+    utime_enter(SYS_UTIMENSAT, args->filename, (s32)args->dfd, args->utimes, (u32)args->flags,
+                TIMES_TIMESPEC);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_utimensat) { return file_exit_call(args); }
+
+#ifdef HAVE_sys_enter_futimesat
+TRACEPOINT_PROBE(syscalls, sys_enter_futimesat)
+{
+    utime_enter(SYS_FUTIMESAT, args->filename, (s32)args->dfd, args->utimes, 0, TIMES_TIMEVAL);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_futimesat) { return file_exit_call(args); }
+#endif
+
+#ifdef HAVE_sys_enter_utimes
+TRACEPOINT_PROBE(syscalls, sys_enter_utimes)
+{
+    utime_enter(SYS_UTIMES, args->filename, AT_FDCWD_, args->utimes, 0, TIMES_TIMEVAL);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_utimes) { return file_exit_call(args); }
+#endif
+
+#ifdef HAVE_sys_enter_utime
+TRACEPOINT_PROBE(syscalls, sys_enter_utime)
+{
+    utime_enter(SYS_UTIME, args->filename, AT_FDCWD_, args->times, 0, TIMES_UTIMBUF);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_utime) { return file_exit_call(args); }
 #endif
 
 #ifdef HAVE_URING_OPEN

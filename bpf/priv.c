@@ -1,6 +1,6 @@
 /* Privilege and escape family: ptrace, mount/umount, unshare, setns, the setuid and setgid
- * families, memfd_create, init_module/finit_module, io_uring_setup. Sent at sys_exit with
- * the result. */
+ * families, memfd_create, init_module/finit_module, io_uring_setup, kill/tkill/tgkill. Sent
+ * at sys_exit with the result. */
 #include "common.h"
 
 /* stash slots: a0..a3 = the syscall's arguments in order; string arguments are kept as
@@ -16,7 +16,7 @@ static __always_inline int priv_exit(long ret)
     if (!in)
         return 0;
     u32 kind = in->kind;
-    if (kind < EV_PTRACE || kind > EV_IO_URING)
+    if ((kind < EV_PTRACE || kind > EV_IO_URING) && kind != EV_KILL)   /* not this family's */
         goto out;
     if (kind == EV_IO_URING && ret >= 0)
         uring_mark();                       /* before the event: it must not be lost */
@@ -65,8 +65,31 @@ out:
     return 0;
 }
 
+/* As in bpf/file.c: every sys_exit_* of the family tail-calls the one program below, so that
+ * priv_exit is compiled and verified once, not once per syscall (the agent fills
+ * priv_exit_prog at start, agent/sensor/probes.py). The exit tracepoints share one layout. */
+struct priv_syscall_exit {
+    u64 common;
+    long syscall_nr;
+    long ret;
+};
+BPF_PROG_ARRAY(priv_exit_prog, 1);
+
+int priv_exit_tail(struct priv_syscall_exit *args)
+{
+    return priv_exit(args->ret);
+}
+
+static __always_inline int priv_exit_call(void *args)
+{
+    if (!is_watched())             /* the rest of the host: no tail call either */
+        return 0;
+    priv_exit_prog.call(args, 0);
+    return 0;                      /* not reached unless the array is empty */
+}
+
 #define PRIV_EXIT(name) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return priv_exit(args->ret); }
+    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return priv_exit_call(args); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_ptrace)
 {
@@ -191,3 +214,37 @@ TRACEPOINT_PROBE(syscalls, sys_enter_io_uring_setup)
 }
 PRIV_EXIT(io_uring_setup)
 #endif
+
+/* kill slots: a0 = the target as passed (kill: pid, -1 every process, 0 own group, -pgid a
+ * group; tkill: the thread; tgkill: the thread group), a1 = the signal, a2 = the thread
+ * (tkill, tgkill). Not kept, not sent: signal 0, which only asks whether the target exists
+ * (scripts do it constantly), and SIGURG (23), which Go's runtime sends its own threads to
+ * preempt goroutines — hundreds a second from any Go program (runc, containerd, most
+ * cloud-native workloads). */
+#define SIGURG_ 23
+#define KILL_ENTER(sys, target, sig, thread) \
+    do { int sig_ = (int)(sig); \
+         if (sig_ != 0 && sig_ != SIGURG_) \
+             PRIV_ENTER(EV_KILL, sys, (s64)(int)(target), sig_, (s64)(int)(thread), 0); \
+    } while (0)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_kill)
+{
+    KILL_ENTER(SYS_KILL, args->pid, args->sig, 0);
+    return 0;
+}
+PRIV_EXIT(kill)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
+{
+    KILL_ENTER(SYS_TKILL, args->pid, args->sig, args->pid);
+    return 0;
+}
+PRIV_EXIT(tkill)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
+{
+    KILL_ENTER(SYS_TGKILL, args->tgid, args->sig, args->pid);
+    return 0;
+}
+PRIV_EXIT(tgkill)

@@ -183,7 +183,11 @@ def _file(common, flags, b) -> FileEvent:
         mode = mode & 0o7777 if fflags & (0o100 | 0o20000000) else 0  # O_CREAT, O_TMPFILE
     elif kind == "unlink":
         fnames = names.bit_names(fflags, names.UNLINK_FLAGS)
-    else:
+    elif kind == "utime":
+        # flags: AT_* and layout.UTIME_FLAGS; mode: the mtime set (u32 seconds), when given
+        mode = mode if fflags & _MTIME_GIVEN else None
+        fnames = names.bit_names(fflags & ~_MTIME_GIVEN, names.UTIME_FLAGS)
+    else:   # chmod, mkdir (no flags)
         fnames = names.bit_names(fflags, names.CHMOD_FLAGS)
         mode &= 0o7777
     requested = text(path)
@@ -197,6 +201,7 @@ def _file(common, flags, b) -> FileEvent:
 
 
 _TRUNC_ANY = _F["TRUNC_PATH"] | _F["TRUNC_PATH2"] | _F["TRUNC_RPATH"]
+_MTIME_GIVEN = layout.UTIME_FLAGS["MTIME_GIVEN"]
 
 
 def joined(base: str, requested: str) -> str:
@@ -245,6 +250,11 @@ def _unchanged(v: int) -> int | None:
     return None if v & 0xFFFFFFFF == 0xFFFFFFFF else v & 0xFFFFFFFF
 
 
+def _s32(v: int) -> int:
+    """The low 32 bits of a slot as a C int (a pid as passed: -1, 0, -pgid…)."""
+    return ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
 def _priv(common, flags, b) -> PrivEvent:
     ret, a0, a1, a2, a3, sys_id, _pad, s1, s2, s3 = b
     kind = common[0]
@@ -270,6 +280,10 @@ def _priv(common, flags, b) -> PrivEvent:
              ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None))
     elif kind == "memfd":
         d = (("memfd.name", text(s1)), ("memfd.flags", names.bit_names(a1, names.MEMFD_FLAGS)))
+    elif kind == "kill":
+        sig = a1 & 0xFFFFFFFF
+        d = (("signal.target", _s32(a0)), ("signal.number", sig),
+             ("signal.name", names.signal_name(sig)))
     elif kind == "io_uring":
         d = (("io_uring.entries", a0 & 0xFFFFFFFF),
              ("io_uring.flags", names.bit_names(a1 & 0xFFFFFFFF, names.IORING_SETUP_FLAGS)))

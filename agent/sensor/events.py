@@ -109,17 +109,30 @@ ExitEvent = _event("ExitEvent", (
     ("core_dumped", "exit.core_dumped", bool),
 ), "exit: the last thread of a process ended.")
 
-FileEvent = _event("FileEvent", SYSCALL + (
+class FileEvent(_event("FileEvent", SYSCALL + (
     ("path", "file.path", str),             # resolved: what the kernel opened, or the
                                             # requested path joined to its start directory
     ("new_path", "file.new_path", Optional[str]),   # rename target, resolved the same way
-    ("flags", "file.flags", tuple),         # O_* (open), AT_* (unlink), RENAME_* (rename)
-    ("mode", "file.mode", int),             # permission bits (open with O_CREAT, chmod)
-    ("fd", "file.fd", int),                 # directory fd (AT_FDCWD = -100) or fchmod's fd
+    ("flags", "file.flags", tuple),         # O_* (open), AT_* (unlink, chmod, utime),
+                                            # RENAME_* (rename); utime: + TIMES_GIVEN
+    ("mode", "file.mode", Optional[int]),   # permission bits (open with O_CREAT, chmod,
+                                            # mkdir); utime: utime.mtime (below)
+    ("fd", "file.fd", int),                 # directory fd (AT_FDCWD = -100), or the fd of
+                                            # a call without a path (fchmod, futimens)
     ("path_truncated", "file.path_truncated", bool),
     ("requested_path", "file.requested_path", str),  # as the caller passed it
     ("resolved", "file.resolved", bool),    # file.path is the file the kernel opened
-), "open, unlink, rename, chmod.")
+), "")):
+    """open, unlink, rename, chmod, mkdir, utime. A utime event sets no mode: its `mode`
+    holds the modification time it sets (seconds since the epoch; None unless the call gave
+    it explicitly), which `fields()` names `utime.mtime`."""
+    __slots__ = ()
+
+    def fields(self) -> dict:
+        out = dict(zip(self._DOTTED, self))
+        if self[0] == "utime":
+            out["utime.mtime"] = out.pop("file.mode")
+        return out
 
 NetEvent = _event("NetEvent", SYSCALL + (
     ("family", "net.family", str),          # inet | inet6 | unix
@@ -142,9 +155,9 @@ CgroupEvent = _event("CgroupEvent", (
 
 
 class PrivEvent(_event("PrivEvent", SYSCALL, "", extra=(("details", tuple),))):
-    """ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, io_uring.
+    """ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, io_uring, kill.
     `details` holds the kind's own dotted fields (ptrace.request, mount.target, ns.types,
-    cred.euid, io_uring.flags…)."""
+    cred.euid, io_uring.flags, signal.name…)."""
     __slots__ = ()
 
     def fields(self) -> dict:

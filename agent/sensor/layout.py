@@ -26,6 +26,8 @@ SHORT_STR = 32          # fstype
 CGROUP_PATH_LEN = 512   # a cgroup's path below its hierarchy's root
 
 # Event kinds. The number is what the kernel writes in hdr.kind; the name is event.kind.
+# Numbers are stable: a new kind is appended at the end, whatever its family (so the kinds
+# of one family are not one range: bpf/priv.c priv_exit tests kill apart).
 KINDS = (
     "exec", "fork", "exit", "mmap_exec",
     "open", "unlink", "rename", "chmod",
@@ -33,14 +35,15 @@ KINDS = (
     "ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
     "module", "io_uring",
     "cgroup_mkdir", "cgroup_rmdir",
+    "kill", "mkdir", "utime",
 )
 KIND_ID = {name: i + 1 for i, name in enumerate(KINDS)}
 FAMILIES = {
     "process": ("exec", "fork", "exit", "mmap_exec"),
-    "file": ("open", "unlink", "rename", "chmod"),
+    "file": ("open", "unlink", "rename", "chmod", "mkdir", "utime"),
     "net": ("connect", "accept", "bind", "listen"),
     "priv": ("ptrace", "mount", "umount", "unshare", "setns", "setuid", "setgid", "memfd",
-             "module", "io_uring"),
+             "module", "io_uring", "kill"),
     # Not about what a process did: the cgroup tree, for container discovery. Not filtered.
     "cgroup": ("cgroup_mkdir", "cgroup_rmdir"),
 }
@@ -59,6 +62,9 @@ SYSCALLS = (
     "mmap", "mprotect", "pkey_mprotect", "shmat",
     "io_uring_setup",
     "io_uring_openat", "io_uring_openat2",   # not syscalls: io_uring requests (open kind)
+    "kill", "tkill", "tgkill",
+    "mkdir", "mkdirat",
+    "utimensat", "utimes", "futimesat", "utime",
 )
 SYSCALL_ID = {name: i + 1 for i, name in enumerate(SYSCALLS)}
 
@@ -75,6 +81,14 @@ FLAGS = {
                              # directory the requested path starts from (root, cwd, dirfd)
     "TRUNC_RPATH": 1 << 6,   # a resolved path was longer than RPATH_LEN or RPATH_DEPTH:
                              # its end is kept
+}
+# file_event.flags of a utime event: the call's AT_* flags, and these pseudo-flags (above
+# every AT_* bit) saying what its times argument asked for, read at sys_enter
+UTIME_FLAGS = {
+    "TIMES_GIVEN": 1 << 31,  # explicit times: utimensat with atime or mtime neither
+                             # UTIME_NOW nor UTIME_OMIT; utimes, futimesat, utime with any
+                             # times (NULL: now); or times the probe could not read
+    "MTIME_GIVEN": 1 << 30,  # file_event.mode is the explicit mtime set (below)
 }
 # exec_event.ovl bits: where an overlayfs executable lives
 OVL_UPPER = 1               # it has a copy in the writable (upper) layer
@@ -154,6 +168,9 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
     "exit_event": tuple(_f(s) for s in ("u32 code", "u32 threads")),
     # path/new_path: as the caller passed them; rpath/rbase/rbase2: walked by the kernel
     # (bpf/common.h path_str), empty when there was nothing to walk
+    # utime: mode is the modification time the call sets (u32 seconds since the epoch,
+    # saturated at 0 and 2^32 - 1) when flags has UTIME_MTIME_GIVEN, else 0; flags holds
+    # the UTIME_FLAGS beside the call's AT_* flags
     "file_event": tuple(_f(s) for s in (
         "s64 ret", "s32 fd", "u32 sys", "u32 flags", "u32 mode",
         f"char path[{PATH_LEN}]", f"char rpath[{RPATH_LEN}]",
@@ -185,6 +202,7 @@ STRUCT_OF_KIND = {
     "exec": "exec_event", "fork": "fork_event", "exit": "exit_event",
     "mmap_exec": "mmap_event",
     "open": "file_event", "unlink": "file_event", "chmod": "file_event",
+    "mkdir": "file_event", "utime": "file_event",
     "rename": "rename_event",
     "connect": "net_event", "accept": "net_event", "bind": "net_event", "listen": "net_event",
     **{k: "priv_event" for k in FAMILIES["priv"]},
@@ -293,6 +311,8 @@ def c_header() -> str:
     out.append(f"#define OVL_LOWER {OVL_LOWER}")
     for name, bit in DRIFT.items():
         out.append(f"#define DRIFT_{name} {bit:#x}")
+    for name, bit in UTIME_FLAGS.items():
+        out.append(f"#define UTIME_{name} {bit:#x}")
     out += ["", "enum event_kind {"]
     out += [f"    EV_{k.upper()} = {KIND_ID[k]}," for k in KINDS]
     out += ["};", "", "enum syscall_id {"]

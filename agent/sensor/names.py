@@ -65,6 +65,9 @@ def bit_names(value: int, table: tuple[tuple[str, int], ...]) -> tuple[str, ...]
 UNLINK_FLAGS = (("AT_REMOVEDIR", 0x200),)
 RENAME_FLAGS = (("RENAME_NOREPLACE", 1), ("RENAME_EXCHANGE", 2), ("RENAME_WHITEOUT", 4))
 CHMOD_FLAGS = (("AT_SYMLINK_NOFOLLOW", 0x100), ("AT_EMPTY_PATH", 0x1000))
+# utimensat's AT_* flags, and the probe's pseudo-flag for explicit times (layout.UTIME_FLAGS;
+# its MTIME_GIVEN bit is taken off before naming: it says utime.mtime is known)
+UTIME_FLAGS = CHMOD_FLAGS + (("TIMES_GIVEN", 1 << 31),)
 MOUNT_FLAGS = (
     ("MS_RDONLY", 1), ("MS_NOSUID", 2), ("MS_NODEV", 4), ("MS_NOEXEC", 8),
     ("MS_SYNCHRONOUS", 16), ("MS_REMOUNT", 32), ("MS_MANDLOCK", 64), ("MS_DIRSYNC", 128),
@@ -120,6 +123,26 @@ PTRACE_REQUESTS = {
     0x4204: "PTRACE_GETREGSET", 0x4205: "PTRACE_SETREGSET", 0x4206: "PTRACE_SEIZE",
     0x4207: "PTRACE_INTERRUPT", 0x4208: "PTRACE_LISTEN",
 }
+
+# Linux signal numbers (x86, arm, riscv: the generic numbering) -> names; real-time signals
+# as `kill -l` names them (glibc keeps 32 and 33 for itself: SIGRTMIN is 34)
+SIGNALS = {
+    1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+    7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
+    13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD",
+    18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG",
+    24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO",
+    30: "SIGPWR", 31: "SIGSYS", 32: "SIG32", 33: "SIG33", 34: "SIGRTMIN",
+    **{34 + i: f"SIGRTMIN+{i}" for i in range(1, 16)},
+    **{64 - i: f"SIGRTMAX-{i}" for i in range(1, 15)},
+    64: "SIGRTMAX",
+}
+
+
+def signal_name(n: int) -> str:
+    """SIGTERM for 15; a number no signal has (kill fails with EINVAL) as itself, in text."""
+    return SIGNALS.get(n) or str(n)
+
 
 FAMILIES = {socket.AF_UNIX: "unix", socket.AF_INET: "inet", socket.AF_INET6: "inet6",
             16: "netlink", 17: "packet", 0: ""}

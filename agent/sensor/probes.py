@@ -32,6 +32,12 @@ OPTIONAL_TRACEPOINTS = {
     "sys_enter_init_module": "no tracepoint (kernel built without module support)",
     "sys_enter_finit_module": "no tracepoint (kernel built without module support)",
     "sys_enter_io_uring_setup": "no tracepoint (kernel built without io_uring)",
+    # legacy syscalls that newer architectures (arm64, riscv) never had: there mkdirat and
+    # utimensat, always traced, are what libc calls
+    "sys_enter_mkdir": "no tracepoint (not a syscall on this architecture: mkdirat is)",
+    "sys_enter_utime": "no tracepoint (not a syscall on this architecture: utimensat is)",
+    "sys_enter_utimes": "no tracepoint (not a syscall on this architecture: utimensat is)",
+    "sys_enter_futimesat": "no tracepoint (not a syscall on this architecture: utimensat is)",
 }
 # Optional offset groups (agent/sensor/btf.py OPTIONAL_OFFSETS) whose code also needs a
 # tracepoint: compiled only where both are there.
@@ -202,12 +208,14 @@ class Sensor:
             self._bpf = BPF(text=self.source().encode(), cflags=cflags)
         except Exception as e:  # bcc raises plain Exception on compile or load failure
             raise SensorError(f"loading the probes failed: {e}") from None
-        if "file" in self.families:      # the one program every file sys_exit tail-calls
+        for fam in ("file", "priv"):     # the one program each sys_exit of it tail-calls
+            if fam not in self.families:
+                continue
             try:
-                tail = self._bpf.load_func(b"file_exit_tail", BPF.TRACEPOINT)
+                tail = self._bpf.load_func(f"{fam}_exit_tail".encode(), BPF.TRACEPOINT)
             except Exception as e:
                 raise SensorError(f"loading the probes failed: {e}") from None
-            self._bpf[b"file_exit_prog"][ctypes.c_int(0)] = ctypes.c_int(tail.fd)
+            self._bpf[f"{fam}_exit_prog".encode()][ctypes.c_int(0)] = ctypes.c_int(tail.fd)
         self._write_config()
         events = self._bpf[b"events"]
         if ring.available():

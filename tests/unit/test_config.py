@@ -44,7 +44,8 @@ def test_every_error_is_reported_with_its_line(tmp_path):
         f"{p}:5: sensor.poll_interval_ms: must be an integer from 1 to 1000",
         f"{p}:7: output.kinds: unknown kind 'teleport' (kinds: exec, fork, exit, mmap_exec, open, "
         "unlink, rename, chmod, connect, accept, bind, listen, ptrace, mount, umount, "
-        "unshare, setns, setuid, setgid, memfd, module, io_uring, cgroup_mkdir, cgroup_rmdir; "
+        "unshare, setns, setuid, setgid, memfd, module, io_uring, cgroup_mkdir, cgroup_rmdir, "
+        "kill, mkdir, utime; "
         "families: "
         "process, file, net, priv, cgroup)",
     ]

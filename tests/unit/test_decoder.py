@@ -163,3 +163,72 @@ def test_context_fields_are_documented():
         f = Enriched(ev, "x", "/bin/x", (), "/", ((1, "/sbin/init", "b:1:1", "init"),), False, c, pod,
                      None).fields()
         assert set(f) <= documented, sorted(set(f) - documented)
+
+
+def test_utime_flags_and_mtime():
+    """utime: file.flags names the call's AT_* flags and the probe's TIMES_GIVEN; the mode slot
+    is the mtime set (layout.UTIME_FLAGS MTIME_GIVEN says it is known), named utime.mtime."""
+    given, mtime = layout.UTIME_FLAGS["TIMES_GIVEN"], layout.UTIME_FLAGS["MTIME_GIVEN"]
+    sys_id = ("I", layout.SYSCALL_ID["utimensat"])
+    ev = decoder.decode(_record("utime", sys=sys_id, flags=("I", 0x100 | given | mtime),
+                                mode=("I", 1577836800), fd=("i", -100),
+                                path=("256s", b"/srv/x")))
+    assert (ev.kind, ev.syscall, ev.path, ev.flags, ev.mode) == (
+        "utime", "utimensat", "/srv/x", ("AT_SYMLINK_NOFOLLOW", "TIMES_GIVEN"), 1577836800)
+    f = ev.fields()
+    assert (f["utime.mtime"], f["file.flags"], "file.mode" in f) == (
+        1577836800, ("AT_SYMLINK_NOFOLLOW", "TIMES_GIVEN"), False)
+    # times given but not the mtime (UTIME_OMIT), or not given at all: no mtime
+    ev = decoder.decode(_record("utime", sys=sys_id, flags=("I", given), mode=("I", 0)))
+    assert (ev.flags, ev.mode, ev.fields()["utime.mtime"]) == (("TIMES_GIVEN",), None, None)
+    ev = decoder.decode(_record("utime", sys=sys_id))
+    assert (ev.flags, ev.mode) == ((), None)
+    # mtime 0 (1970) given explicitly is 0, not null
+    ev = decoder.decode(_record("utime", sys=sys_id, flags=("I", given | mtime)))
+    assert ev.mode == 0
+
+
+def test_mkdir_mode_and_path():
+    ev = decoder.decode(_record("mkdir", ret=("q", 0), sys=("I", layout.SYSCALL_ID["mkdirat"]),
+                                mode=("I", 0o41777), fd=("i", 5), path=("256s", b"../d"),
+                                rpath=(f"{layout.RPATH_LEN}s", b"/srv/a")))
+    assert (ev.kind, ev.syscall, ev.path, ev.requested_path, ev.flags, ev.mode, ev.fd) == (
+        "mkdir", "mkdirat", "/srv/d", "../d", (), 0o1777, 5)
+    assert ev.fields()["file.mode"] == 0o1777
+
+
+@pytest.mark.parametrize("target,sig,name", [
+    (1234, 15, "SIGTERM"), (-1, 9, "SIGKILL"), (0, 10, "SIGUSR1"), (-4321, 19, "SIGSTOP"),
+    (7, 34, "SIGRTMIN"), (7, 35, "SIGRTMIN+1"), (7, 50, "SIGRTMAX-14"), (7, 64, "SIGRTMAX"),
+    (7, 99, "99")])
+def test_kill_target_is_signed_and_the_signal_named(target, sig, name):
+    ev = decoder.decode(_record("kill", ret=("q", 0), sys=("I", layout.SYSCALL_ID["kill"]),
+                                arg0=("Q", target & (2**64 - 1)), arg1=("Q", sig)))
+    assert (ev.kind, ev.syscall, ev.result) == ("kill", "kill", 0)
+    assert (ev.get("signal.target"), ev.get("signal.number"), ev.get("signal.name")) == (
+        target, sig, name)
+    assert {k for k in ev.fields() if k.startswith("signal.")} == {
+        "signal.target", "signal.number", "signal.name"}
+
+
+def test_new_kinds_keep_the_old_kind_numbers():
+    """Kinds are appended: the numbers the kernel writes for the older ones do not move."""
+    assert [layout.KIND_ID[k] for k in ("io_uring", "cgroup_mkdir", "cgroup_rmdir", "kill",
+                                        "mkdir", "utime")] == [22, 23, 24, 25, 26, 27]
+    assert layout.SYSCALL_ID["io_uring_openat2"] == 41
+    assert layout.FAMILY_OF["kill"] == "priv"
+    assert layout.FAMILY_OF["mkdir"] == layout.FAMILY_OF["utime"] == "file"
+
+
+def test_a_utime_alert_carries_utime_mtime_not_file_mode():
+    from agent.context.enricher import Enriched
+    from agent.fields import REGISTRY
+    given, mtime = layout.UTIME_FLAGS["TIMES_GIVEN"], layout.UTIME_FLAGS["MTIME_GIVEN"]
+    ev = decoder.decode(_record("utime", sys=("I", layout.SYSCALL_ID["utimes"]),
+                                flags=("I", given | mtime), mode=("I", 86400)))
+    snap = Enriched(ev, "x", "/bin/x", (), "/", (), False, None, None, None).fields()
+    assert (snap["utime.mtime"], snap["file.flags"], "file.mode" in snap) == (
+        86400, ("TIMES_GIVEN",), False)
+    assert "utime" not in REGISTRY["file.mode"].kinds
+    assert REGISTRY["utime.mtime"].kinds == {"utime"}
+    assert REGISTRY["signal.name"].kinds == {"kill"}
