@@ -129,7 +129,7 @@ def _gate_of(fld: F.Field, op: str, values):
             prefixes = tuple(re.split(r"[*?\[]", v, maxsplit=1)[0] for v in values)
             if all(prefixes):
                 g = Gate(fld.name, fld.get, prefixes=prefixes)
-    elif fld.type == F.INT and op in ("=", "in"):
+    elif fld.type in (F.INT, F.BOOL) and op in ("=", "in"):
         g = Gate(fld.name, fld.get, exact=frozenset(values))
     return None if g is None else (lambda kind: g)
 
@@ -309,7 +309,8 @@ class _Parser:
         g0 = gate(None) if name == "event.kind" and gate is not None else None
         if g0 is not None and not (g0.prefixes or g0.suffixes or g0.substrings):
             only = g0.exact                     # event.kind = exec: only exec events
-            return fn, (lambda k: k in kinds and k in only), gate
+            # no gate: rules are planned per kind, where this test always holds
+            return fn, (lambda k: k in kinds and k in only), None
         return fn, (lambda k: k in kinds), gate
 
     def macro(self, name: str, pos: int):
@@ -344,7 +345,8 @@ class _Parser:
         if fld.type == F.BOOL and not (nxt.kind == "op" or (nxt.kind == "word" and (
                 nxt.text in WORD_OPS or nxt.text in ("in", "exists")))):
             get = fld.get
-            return (lambda item: bool(get(item))), None    # a bare boolean field: is it true?
+            # a bare boolean field: is it true? (its gate: the value True, like `= true`)
+            return (lambda item: bool(get(item))), _gate_of(fld, "=", (True,))
         t = self.next()
         if t.kind == "word" and t.text == "exists":
             get = fld.get
@@ -373,7 +375,7 @@ class _Parser:
                 raise ConditionError(f"{op} needs a value after it", v.pos)
             fn = _compare(fld, op, v, self)
             gate = _gate_of(fld, op, (_convert(fld, v.text, v.pos),)) \
-                if fld.type in (F.STR, F.INT) else None
+                if fld.type in (F.STR, F.INT, F.BOOL) else None
             return fn, gate
         raise ConditionError(f"unknown operator {t.text or 'end of condition'!r} after "
                              f"{fld.name} (operators: =, !=, <, <=, >, >=, in, contains, "
