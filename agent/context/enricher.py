@@ -86,7 +86,8 @@ class Enricher:
                 p.comm = name
                 if container is not None and self.host_mntns and \
                         ev.mntns == self.host_mntns and tree.runtime_setup(
-                            p, ev.ppid, container.id, self.registry.lookup, self.attached):
+                            p, ev.ppid, container.id, self.registry.lookup, self.attached,
+                            first_event=True):
                     setup = True        # the runtime re-running itself (runc's cloned binary)
                 else:
                     tree.on_exec_in(p, container.id if container is not None else None)

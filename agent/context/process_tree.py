@@ -243,16 +243,18 @@ class ProcessTree:
         return out
 
     def runtime_setup(self, p: Proc, ppid: int, container_id: str, container_of,
-                      attached=None) -> bool:
+                      attached=None, first_event: bool = False) -> bool:
         """Is `p`, seen now in container `container_id`, the runtime's own setup? Decided
         once per process and container (see the module's docstring). `ppid` is the parent
         the kernel reported with the event; `container_of(cgroup_id, pid)` names the
         container of a cgroup (None: the host); `attached(pid)` is the kernel's record of
-        the last move of that task into a cgroup: (cgroup, cgroup of the mover) or None."""
+        the last move of that task into a cgroup: (cgroup, cgroup of the mover) or None.
+        `first_event`: decide from the facts whatever the table learned the process from
+        (its exec in the host's mount namespace: agent/context/enricher.py)."""
         if p.setup is not None and p.setup_in == container_id:
             return p.setup
         setup = False
-        if p.origin in ("proc", "fork"):
+        if first_event or p.origin in ("proc", "fork"):
             # "proc": first seen here, no fork of it in sight; "fork": forked elsewhere (a
             # host process we watch too) and seen here now
             moved = attached(p.pid) if attached is not None else None

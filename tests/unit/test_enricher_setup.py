@@ -68,3 +68,10 @@ def test_an_exec_in_any_other_mount_namespace_is_the_workload():
 def test_a_container_process_in_the_host_mount_namespace_is_not_setup_by_that_alone():
     e = _enricher({702: (CONTAINER_CG, CONTAINER_CG)})    # moved by the container itself
     assert e.enrich(exec_(702, 1, CONTAINER_CG, HOST_MNT)).runtime_setup is False
+
+
+def test_the_runtime_first_seen_at_its_own_exec_is_setup():
+    """runc exec's init whose fork was not seen: the table learns of it from the exec."""
+    e = _enricher({703: (CONTAINER_CG, HOST_CG)})
+    assert e.enrich(exec_(703, 600, CONTAINER_CG, HOST_MNT, "/usr/sbin/runc")).runtime_setup
+    assert e.enrich(mount(703, CONTAINER_CG, HOST_MNT)).runtime_setup is True
