@@ -14,7 +14,7 @@ fi
 # busybox-static for the real-container tests; iproute2 for network namespaces; gcc for the
 # struct-layout check and static test helpers; sudo so the README's commands work as written.
 PKGS=(python3-bpfcc bpfcc-tools bpftool bpftrace linux-headers-amd64 runc busybox-static
-      iproute2 python3-venv gcc libc6-dev make sudo)
+      iproute2 python3-venv gcc libc6-dev make sudo mmdebstrap)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ for p in (ROOT, os.path.dirname(os.path.abspath(__file__))):
         sys.path.insert(0, p)
 
 from testbed import runc  # noqa: E402
+from testbed.debian import build_debian_image  # noqa: E402
 from testbed.image import build_image_with_programs  # noqa: E402
 from testbed.kube_double import KubeDouble  # noqa: E402
 from testbed.runc import Container  # noqa: E402
@@ -52,6 +53,32 @@ def containers(image, tmp_path_factory):
 
     def make(**kw) -> Container:
         c = Container(image, workdir, **kw)
+        made.append(c)
+        return c.start()
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def debian_image():
+    """A real Debian 12 image's root filesystem, built from Debian packages and cached
+    between runs (tests/testbed/debian.py): bash, python3, curl, wget, nginx, cron, sudo…,
+    the user `app` (uid 1000) and `probe` at /usr/local/bin/probe."""
+    return build_debian_image()
+
+
+@pytest.fixture
+def debian_containers(debian_image, tmp_path_factory):
+    """A factory of real runc containers of the Debian image, like `containers`. `layers`:
+    folders laid over the image as its upper image layers, top first — an application
+    image built on Debian, whose files are the image's, not drift. All of them are stopped
+    and removed after the test, also when it fails."""
+    made = []
+    workdir = str(tmp_path_factory.mktemp("debian-containers"))
+
+    def make(*, layers: tuple[str, ...] = (), **kw) -> Container:
+        c = Container(":".join([*layers, debian_image]), workdir, **kw)
         made.append(c)
         return c.start()
     yield make

@@ -183,13 +183,13 @@ def run_kubectl_apply(cmd: DocCommand, bed: Bed) -> None:
 
 
 def run_generator(cmd: DocCommand, bed: Bed) -> None:
-    """`make gen`, `make proto`: run in a scratch copy of the tree (they write into it);
-    every file they write must equal the committed one."""
+    """`make gen`, `make proto`, the coverage matrix: run in a scratch copy of the tree (they
+    write into it); every file they write must equal the committed one."""
     work = bed.dir("tree")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("Makefile", "setup.cfg", "pyproject.toml"):
         shutil.copy2(os.path.join(ROOT, name), work)
-    for name in ("agent", "bpf", "proto", "scripts", "rules", "config"):
+    for name in ("agent", "bpf", "proto", "scripts", "rules", "config", "tests", "docs"):
         shutil.copytree(os.path.join(ROOT, name), os.path.join(work, name), ignore=ignore)
     for name in (".venv", ".tools"):
         if os.path.exists(os.path.join(ROOT, name)):

@@ -56,6 +56,9 @@ CANNOT_RUN = {
         "a per-issue benchmark with a fixed ~30 s cost (two probe compiles and a recorded "
         "container workload), over the CI budget of this test; what it measures runs in "
         "`make bench` (smoke) here; its flags are checked",
+    (".venv/bin/python", "bench/profile_eval.py"):
+        "a per-issue benchmark (~40 s at --n 100000: a probe compile and a storm); `make "
+        "bench` (smoke) runs it here as the report's ceiling section; its flags are checked",
     (".venv/bin/python", "bench/response_latency.py"):
         "a per-issue benchmark with a fixed ~25 s cost even at --runs 1 (two agents, a "
         "5 s container per isolation run); `make bench` (smoke) runs its terminate "
@@ -77,6 +80,7 @@ RUNNERS = [
     (("kubectl", "apply"), 1, run_kubectl_apply),
     (("make", "gen"), 1, run_generator),
     (("make", "proto"), 1, run_generator),
+    ((".venv/bin/python", "scripts/coverage_matrix.py"), 1, run_generator),
     (("mamori", "trace"), 2, run_trace),
     (("make", "bench"), 3, run_bench),
     (("make", "demo"), 4, run_demo),

