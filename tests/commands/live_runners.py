@@ -191,3 +191,15 @@ def run_demo(cmd: DocCommand, bed: Bed) -> None:
                                                                               "done")
     assert any(f" {mining['rule']}: " in l and "[terminate: done]" in l for l in lines)
     assert "== the container's processes are gone: terminated" in lines
+
+
+def run_profile_eval(cmd: DocCommand, bed: Bed) -> None:
+    """`bench/profile_eval.py`: the storm it records and the stages it replays, as the docs
+    run it; every stage is reported with a cost and a rate."""
+    argv = program(fill(cmd, bed.values()), cmd)
+    lines = ok(run(argv, timeout=600), argv)
+    assert any(l.startswith("sensor alone: ") and " 0 lost" in l for l in lines), lines[:5]
+    stages = [l.split()[1] for l in lines if l.startswith("+ ")]
+    assert stages == ["decode", "context", "rules", "alerts"], lines
+    assert all(re.search(r"total +[0-9.]+ µs/event = [0-9,]+ events/s", l)
+               for l in lines if l.startswith("+ ")), lines
