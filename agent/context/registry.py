@@ -88,6 +88,13 @@ class ContainerRegistry:
             return info
         rootfs = ct.rootfs_of(pid)
         if rootfs is None:
+            # gone already (a short program at a container's start, under load): the
+            # container's own init, as the runtime's state names it, has the same root
+            state = ct.runc_state(info.id, self.state_dirs)
+            init = state.get("init_process_pid") if state else None
+            if isinstance(init, int) and init != pid:
+                rootfs = ct.rootfs_of(init)
+        if rootfs is None:
             if len(self._rootfs_failed) >= 4096:
                 self._rootfs_failed.clear()
             self._rootfs_failed[info.id] = pid

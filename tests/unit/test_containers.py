@@ -128,3 +128,24 @@ def test_a_gone_processs_root_is_not_read_again_for_each_of_its_events(monkeypat
     new = reg.refresh_rootfs(info, 3)                      # another process: read
     assert reads == [2, 3] and new.rootfs == ct.RootFS("overlay", ("/l",), "/u")
     assert reg.refresh_rootfs(new, 2) is new and reads == [2, 3]
+
+
+def test_a_gone_processs_root_is_read_from_the_containers_init(monkeypatch):
+    """The process of the event exited before its events were read: the root comes from the
+    container's init, as the runtime's state names it."""
+    from agent.context import containers as ct
+    from agent.context.cgroup_index import CgroupIndex
+    from agent.context.registry import ContainerRegistry
+    reads = []
+
+    def rootfs_of(pid):
+        reads.append(pid)
+        return ct.RootFS("overlay", ("/l",), "/u") if pid == 40 else None
+    monkeypatch.setattr(ct, "rootfs_of", rootfs_of)
+    monkeypatch.setattr(ct, "runc_state", lambda cid, dirs=None: {"init_process_pid": 40}
+                        if cid == "c1" else None)
+    reg = ContainerRegistry(CgroupIndex("/nonexistent"))
+    new = reg.refresh_rootfs(ct.ContainerInfo("c1", "runc", "/mamori-test/c1"), 41)
+    assert reads == [41, 40] and new.rootfs == ct.RootFS("overlay", ("/l",), "/u")
+    other = ct.ContainerInfo("c2", "runc", "/mamori-test/c2")     # no state: nothing to ask
+    assert reg.refresh_rootfs(other, 42) is other and reads == [41, 40, 42]
