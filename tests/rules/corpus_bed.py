@@ -1,5 +1,6 @@
-"""What the procedure tests of both images share: the pipeline and rules they judge with,
-and the judging itself (tests/testbed/judge.py runs and reads the container)."""
+"""What the rule corpora share: the pipeline and rules they judge with (the module-scoped
+fixtures of the per-rule, procedure and benign tests), and the procedures' judging
+(tests/testbed/judge.py runs and reads the container)."""
 from __future__ import annotations
 
 import pytest

@@ -19,12 +19,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent import config
-from agent.config import DEFAULT_RULES
-from agent.pipeline import Pipeline
-from agent.rules.engine import RuleEngine
 from agent.rules.fields import FIELDS
-from testbed import runc
+from corpus_bed import engine, pipe  # noqa: F401 (the module's fixtures)
 
 DEBIAN, BUSYBOX = "debian", "busybox"
 PORT = 8080
@@ -264,21 +260,6 @@ WORKLOADS = [
 
 
 # -- running a case -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine():
-    e = RuleEngine([DEFAULT_RULES])
-    e.load()
-    return e
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    p = Pipeline(config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()}))
-    p.start()
-    yield p
-    p.close()
-
-
 def test_the_cases_are_distinct_and_cover_both_images():
     ids = [w.id for w in WORKLOADS]
     assert len(ids) == len(set(ids)) >= 20

@@ -6,11 +6,7 @@ import subprocess
 
 import pytest
 
-from agent import config
-from agent.pipeline import Pipeline
-from agent.rules.engine import RuleEngine
-from agent.config import DEFAULT_RULES
-from testbed import runc
+from corpus_bed import engine, pipe  # noqa: F401 (the module's fixtures)
 from testbed.judge import fired, script_items
 
 
@@ -232,21 +228,6 @@ CASES = {
     "Path too long to check in a container": (
         DEEP.format("/".join(["x" * 100] * 6)), DEEP.format("/".join(["x" * 100] * 4)), None),
 }
-
-
-@pytest.fixture(scope="module")
-def engine():
-    e = RuleEngine([DEFAULT_RULES])
-    e.load()
-    return e
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    p = Pipeline(config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()}))
-    p.start()
-    yield p
-    p.close()
 
 
 def test_every_default_rule_has_a_case(engine):
