@@ -16,6 +16,8 @@ A field is used one of four ways:
   RULE      rules only: derived from fields the snapshot already has (proc.exe_name is
             the base name of proc.exe), so alerts do not carry it twice
   SNAPSHOT  alerts and the proto only, with the reason rules cannot use it (`why`)
+  MATCH     set on the alerts of threshold and sequence rules (what was counted, the
+            earlier steps), not by the event: an output can name them, a condition cannot
   INTERNAL  the agent's own (cgroup.* of the discovery events it consumes itself): never
             printed, alerted on or matched
 """
@@ -32,6 +34,7 @@ from .sensor.names import writable
 STR, INT, BOOL, STRS, INTS, MAP = "string", "number", "boolean", "list of strings", \
     "list of numbers", "map"
 ANCESTRY = "list of {pid, exe, exec_id, name}"
+STEPS = "list of {event.kind, event.ts, proc.pid, …}"
 LIST_TYPES = (STRS, INTS)
 
 EVENT_KINDS = tuple(k for k in KINDS if not k.startswith("cgroup_"))
@@ -43,6 +46,7 @@ NET = frozenset(FAMILIES["net"])
 CGROUP = frozenset({"cgroup_mkdir", "cgroup_rmdir"})
 
 ALL, RULE, SNAPSHOT, INTERNAL = "all", "rule", "snapshot", "internal"
+MATCH = "match"                # set by a threshold or sequence rule on its own alerts
 OTHER = "event.other"          # proto: Event.other[dotted name], the value as text
 
 
@@ -230,6 +234,11 @@ SECTIONS = (
     ("net", "connect, accept, bind, listen", ""),
     ("priv", "ptrace, mount, umount, unshare, setns, setuid, setgid, memfd, module, "
      "io_uring, kill", ""),
+    ("match", "Threshold and sequence rules (on their alerts)",
+     "A rule with `threshold:` or `sequence:` (docs/rules.md, \"Rules over time\") adds "
+     "these to the alert it raises, over the snapshot of the event that completed the "
+     "match; its output can name them. Conditions cannot: they are the outcome of the "
+     "match, not a property of the event."),
     ("cgroup", "cgroup_mkdir, cgroup_rmdir (container discovery)",
      "The agent's own discovery events. It consumes them itself (they are never printed, "
      "alerted on or matched by rules), so their fields are not listed here: the new or "
@@ -237,6 +246,11 @@ SECTIONS = (
 )
 
 _NOT_RULES = "the agent consumes discovery events itself"
+_MATCH = "the outcome of a threshold or sequence match, not a property of the event"
+
+
+def _nothing(item):
+    return None
 _UTIME = frozenset({"utime"})
 _KILL = frozenset({"kill"})
 _EXEC = frozenset({"exec"})
@@ -376,6 +390,11 @@ _SPECS = (
     ("event.failed", BOOL, SYSCALL_KINDS, lambda i: getattr(i.event, "result", 0) < 0,
      "syscall", "`event.result` is negative", None, RULE),
 
+    ("proc.euid", INT, _EXEC, _ev("euid"), "exec",
+     "the effective user id the new program runs with: 0 for a setuid-root program, whoever "
+     "ran it (`proc.uid` stays the real one)"),
+    ("proc.egid", INT, _EXEC, _ev("egid"), "exec",
+     "the effective group id the new program runs with (setgid programs)"),
     ("proc.exe_inode", INT, _EXEC, _ev("exe_inode"), "exec",
      "the program's inode (as `stat` reports `st_ino`)"),
     ("proc.exe_dev", INT, _EXEC, _ev("exe_dev"), "exec",
@@ -571,6 +590,9 @@ _SPECS = (
      "saved uid it sets"),
     ("cred.fsuid", INT, frozenset({"setuid"}), _detail("cred.fsuid"), "priv",
      "filesystem uid (setfsuid)"),
+    ("cred.caller_uid", INT, frozenset({"setuid", "setgid"}), _detail("cred.caller_uid"),
+     "priv", "the caller's real uid when it made the call (`proc.uid` is read as the call "
+     "returns: after a call that set the real uid, the new one)"),
     ("cred.rgid", INT, frozenset({"setgid"}), _detail("cred.rgid"), "priv",
      "real gid a setgid-family call sets (null: left unchanged)"),
     ("cred.egid", INT, frozenset({"setgid"}), _detail("cred.egid"), "priv",
@@ -603,6 +625,29 @@ _SPECS = (
     ("io_uring.flags", STRS, frozenset({"io_uring"}), _detail("io_uring.flags"), "priv",
      "its `IORING_SETUP_*` flags (what is submitted through the ring is not traced one "
      "operation at a time: see docs/drift.md)"),
+
+    ("match.count", INT, ALL_KINDS, _nothing, "match",
+     "threshold: the events (or distinct values) counted when it fired; sequence: its "
+     "steps", OTHER, MATCH, _MATCH),
+    ("match.within", STR, ALL_KINDS, _nothing, "match", "the rule's window, as written "
+     "(`2s`)", OTHER, MATCH, _MATCH),
+    ("match.first_ts", INT, ALL_KINDS, _nothing, "match",
+     "`event.ts` of the first event counted (threshold) or of the first step (sequence)",
+     OTHER, MATCH, _MATCH),
+    ("match.group", MAP, ALL_KINDS, _nothing, "match",
+     "the `group_by` fields and their values, e.g. `{\"container.id\": \"…\"}`", OTHER,
+     MATCH, _MATCH),
+    ("match.field", STR, ALL_KINDS, _nothing, "match",
+     "threshold with `distinct:`: the field whose values were counted", OTHER, MATCH,
+     _MATCH),
+    ("match.values", STRS, ALL_KINDS, _nothing, "match",
+     "threshold with `distinct:`: the first 16 distinct values (each cut at 256 "
+     "characters)", OTHER, MATCH, _MATCH),
+    ("match.steps", STEPS, ALL_KINDS, _nothing, "match",
+     "sequence: the earlier steps' events, first first, each with `event.kind`, `event.ts`, "
+     "`proc.pid`, `proc.exec_id`, `proc.exe`, `proc.cmdline` and `file.path`, "
+     "`file.new_path`, `net.daddr`, `net.dport` where its kind has them (the last step is "
+     "the alert's own event)", OTHER, MATCH, _MATCH),
 
     ("cgroup.id", INT, CGROUP, _ev("id"), "cgroup",
      "the cgroup's id (inode number of its cgroup2 directory)", None, INTERNAL, _NOT_RULES),
@@ -639,13 +684,15 @@ def snapshot(item) -> dict:
 
 # -- docs/fields.md -------------------------------------------------------------------------
 
-_USE_DOC = {ALL: "rules, alerts, gRPC", RULE: "rules only"}
+_USE_DOC = {ALL: "rules, alerts, gRPC", RULE: "rules only",
+            MATCH: "alerts of threshold and sequence rules, gRPC; outputs"}
 _TYPE_DOC = {STR: "string", INT: "number", BOOL: "boolean", STRS: "strings",
-             INTS: "numbers", MAP: "map", ANCESTRY: "list"}
+             INTS: "numbers", MAP: "map", ANCESTRY: "list",
+             STEPS: "list"}
 
 
 def _proto_doc(f: Field) -> str:
-    if not f.in_snapshot:
+    if not f.in_snapshot and f.use != MATCH:
         return "—"
     if isinstance(f.proto, str):
         return "`other`" if f.proto == OTHER else f"`{f.proto}`"

@@ -146,6 +146,8 @@ struct exec_event {
     u32 depth;
     u32 ovl;
     u32 args_total;
+    u32 euid;
+    u32 egid;
     u64 stdin_ino;
     u32 stdin_dev;
     u32 stdin_fs_magic;
@@ -234,7 +236,7 @@ struct priv_event {
     u64 arg2;
     u64 arg3;
     u32 sys;
-    u32 pad;
+    u32 caller_uid;
     char str1[256];
     char str2[256];
     char str3[32];

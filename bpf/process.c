@@ -245,6 +245,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     void *task = (void *)bpf_get_current_task();
 
     e->start = READ_U64(task, TASK_START_BOOTTIME);   /* exec keeps the process's start */
+    void *cred = READ_PTR(task, TASK_CRED);           /* committed: the new program's */
+    e->euid = READ_U32(cred, CRED_EUID);
+    e->egid = READ_U32(cred, CRED_EGID);
     e->ino = READ_U64(inode, INODE_INO);
     e->mode = READ_U16(inode, INODE_MODE);
     e->nlink = READ_U32(inode, INODE_NLINK);

@@ -117,9 +117,15 @@ class Alert:
 
 
 def from_match(rule, item, catalog, node: str) -> Alert:
+    """The alert of a rule that matched `item`; a threshold or sequence rule that fired
+    adds what it counted (match.count, match.values, match.steps…) to the snapshot."""
+    fields, extra = item.fields(), getattr(rule, "extra", None)
+    if extra:
+        fields.update(extra)
     return Alert(rule.name, rule.severity, rule.tactic, catalog.tactic_name(rule.tactic),
-                 rule.technique, catalog.technique_name(rule.technique), rule.render(item),
-                 rule.action, node, item.fields())
+                 rule.technique, catalog.technique_name(rule.technique),
+                 rule.render(item, extra) if extra else rule.render(item),
+                 rule.action, node, fields)
 
 
 def agent_alert(name: str, severity: str, output: str, node: str, details: dict) -> Alert:

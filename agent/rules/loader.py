@@ -59,7 +59,8 @@ ITEM_KEYS = {
     "list": {"list", "items", "override"},
     "macro": {"macro", "condition", "override"},
     "rule": {"rule", "desc", "events", "condition", "output", "severity", "tactic",
-             "technique", "action", "enabled", "tags", "exceptions", "override"},
+             "technique", "action", "enabled", "tags", "exceptions", "override",
+             "within", "group_by", "threshold", "sequence"},
 }
 OVERRIDABLE = {
     "list": {"items": ("append", "replace")},
@@ -68,7 +69,8 @@ OVERRIDABLE = {
              "tags": ("append", "replace"), "events": ("append", "replace"),
              "severity": ("replace",), "action": ("replace",), "enabled": ("replace",),
              "output": ("replace",), "desc": ("replace",), "tactic": ("replace",),
-             "technique": ("replace",)},
+             "technique": ("replace",), "within": ("replace",), "threshold": ("replace",),
+             "group_by": ("replace",)},
 }
 
 

@@ -4,10 +4,11 @@ rules that can match it. Every rule that matches fires (not first-match)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..severity import SEVERITIES
-from . import attack, condition as C, fields as F
+from .. import fields as registry
+from . import attack, condition as C, fields as F, window as W
 from .loader import Item, Problem, Where, merge, parse_file, rule_files
 
 ACTIONS = ("log", "isolate", "terminate")
@@ -36,6 +37,12 @@ class Rule:
     fields: set = field(default_factory=set)
     gate: object = None                  # kind -> condition.Gate (necessary) or None
     rank: int = 0                        # position in the ruleset (the order alerts keep)
+    window: object = None                # window.Threshold | window.Sequence: over time
+    extra: object = None                 # the match.* fields of a fired windowed rule
+
+    def fired(self, extra: dict) -> "Rule":
+        """This rule as it fired over time: its alert carries `extra` (match.count…)."""
+        return replace(self, extra=extra)
 
 
 @dataclass
@@ -49,10 +56,20 @@ class Ruleset:
         for i, r in enumerate(self.rules):
             r.rank = i
         self._plans = {kind: _plan(kind, rules) for kind, rules in self.by_kind.items()}
+        self.windowed = tuple(r for r in self.rules if r.window is not None and r.enabled)
 
     def evaluate(self, item) -> list[Rule]:
-        """Every enabled rule the event matches, in ruleset order. Rules with a gate on
-        the same field are skipped together when the event's value passes none of them."""
+        """Every enabled rule the event matches, in ruleset order; a threshold or sequence
+        rule only when the event completes its match (then with its match fields)."""
+        hits = self.matching(item)
+        if hits and self.windowed:
+            hits = _over_time(item, hits)
+        return hits
+
+    def matching(self, item) -> list[Rule]:
+        """Every enabled rule whose condition the event satisfies, in ruleset order. Rules
+        with a gate on the same field are skipped together when the event's value passes
+        none of them."""
         plan = self._plans.get(item.event.kind)
         if plan is None:
             return []
@@ -82,6 +99,20 @@ class Ruleset:
 
 def _rank(rule: Rule) -> int:
     return rule.rank
+
+
+def _over_time(item, hits: list[Rule]) -> list[Rule]:
+    """The hits with each threshold or sequence rule fed the event: kept (as fired, with its
+    match fields) only when that completes its match."""
+    out = []
+    for r in hits:
+        if r.window is None:
+            out.append(r)
+            continue
+        m = r.window.offer(item)
+        if m is not None:
+            out.append(r.fired(m))
+    return out
 
 
 def _plan(kind: str, rules: tuple[Rule, ...]):
@@ -256,7 +287,11 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     except C.ConditionError as e:
         problems.append(_cond_where(it, "condition", e.offset).problem(f"rule {name!r}: {e}"))
         return None
-    render = _compile_output(it, v["output"], problems)
+    over = _compile_over_time(it, v, comp, ctx, problems)
+    if over is False:
+        return None
+    window, comp = over if over is not None else (None, comp)
+    render = _compile_output(it, v["output"], problems, windowed=window is not None)
     if render is None:
         return None
     exc = _compile_exceptions(it, v.get("exceptions", []), ctx, problems)
@@ -275,30 +310,150 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     return Rule(name, v["desc"].strip(), tuple(events), v["condition"], v["output"], sev,
                 tactic, technique, action, enabled, tuple(tags),
                 f"{it.where.file}:{it.where.line}", match, render, tuple(exc_names),
-                comp.fields, comp.gate)
+                comp.fields, comp.gate, window=window)
 
 
-def _compile_output(it: Item, template: str, problems) -> object:
+_MATCH_FIELDS = frozenset(f.name for f in registry.REGISTRY.values() if f.use == registry.MATCH)
+_THRESHOLD_KEYS = {"count", "distinct"}
+_STEP_KEYS = {"condition", "key"}
+
+
+def _unknown_field(name: str) -> str:
+    why = F.NOT_FOR_RULES.get(name)
+    return f"{name} is not for rules: {why}" if why else f"unknown field {name!r}"
+
+
+def _node_where(it: Item, node) -> Where:
+    return Where(it.where.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
+    """A threshold or sequence rule's window: (window.Threshold | window.Sequence, the
+    compiled condition the evaluator gates and tests the rule by), None for a rule of one
+    event, False after reporting an error."""
+    keys = [k for k in ("within", "group_by", "threshold", "sequence") if k in v]
+    if not keys:
+        return None
+    name = it.name
+
+    def bad(key, msg, where=None):
+        problems.append((where or it.value_at(key)).problem(f"rule {name!r}: {msg}"))
+        return False
+    if "threshold" in v and "sequence" in v:
+        return bad("sequence", "a rule has threshold: or sequence:, not both")
+    if "threshold" not in v and "sequence" not in v:
+        return bad(keys[0], f"{keys[0]}: is for rules over time: add threshold: or "
+                            "sequence: (docs/rules.md, Rules over time)")
+    if "within" not in v:
+        return bad(keys[0], "threshold: and sequence: need within: (the window: 500ms, 2s, "
+                            "5m, 1h at most)")
+    try:
+        within = W.parse_duration(v["within"])
+    except ValueError as e:
+        return bad("within", str(e))
+    spec = str(v["within"]).strip()
+    gb = v.get("group_by", ["container.id"])
+    gb = [gb] if isinstance(gb, str) else gb
+    if not isinstance(gb, list) or not 1 <= len(gb) <= 4 or \
+            not all(isinstance(x, str) for x in gb):
+        return bad("group_by", "group_by is a list of 1 to 4 fields, e.g. [container.id] "
+                               "(the default) or [container.id, proc.exec_id]")
+    getters = []
+    for fname in gb:
+        fld = F.lookup(fname)
+        if fld is None:
+            return bad("group_by", f"group_by: {_unknown_field(fname)}")
+        getters.append(fld.get)
+    if "threshold" in v:
+        t = v["threshold"]
+        if isinstance(t, int) and not isinstance(t, bool):
+            t = {"count": t}
+        if not isinstance(t, dict) or "count" not in t or set(t) - _THRESHOLD_KEYS:
+            return bad("threshold", "threshold is a number of events (threshold: 20) or "
+                                    "{count: N, distinct: FIELD} (N distinct values)")
+        count = t["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or \
+                not 2 <= count <= W.MAX_COUNT:
+            return bad("threshold", f"threshold count must be a whole number from 2 to "
+                                    f"{W.MAX_COUNT}, not {count!r}")
+        dname, dget = t.get("distinct"), None
+        if dname is not None:
+            fld = F.lookup(str(dname))
+            if fld is None:
+                return bad("threshold", f"distinct: {_unknown_field(str(dname))}")
+            dget = fld.get
+        return W.Threshold(within, tuple(getters), count, dget, tuple(gb),
+                           str(dname or ""), spec), comp
+    seq, node = v["sequence"], it.nodes.get("sequence")
+    if not isinstance(seq, list) or not 2 <= len(seq) <= W.MAX_STEPS:
+        return bad("sequence", f"sequence is a list of 2 to {W.MAX_STEPS} steps, each "
+                               "{condition: …, key: FIELD (optional)}")
+    steps, texts = [], []
+    for i, step in enumerate(seq):
+        snode = node.value[i] if node is not None and i < len(node.value) else None
+        where = _node_where(it, snode) if snode is not None else it.value_at("sequence")
+        if not isinstance(step, dict) or set(step) - _STEP_KEYS or \
+                not isinstance(step.get("condition"), str) or not step["condition"].strip():
+            return bad("sequence", f"step {i + 1} is {{condition: …, key: FIELD}} (key "
+                                   "optional), with a non-empty condition", where)
+        try:
+            sc = C.compile_condition(step["condition"], ctx)
+        except C.ConditionError as e:
+            return bad("sequence", f"step {i + 1}: {e}", where)
+        kget = None
+        if step.get("key") is not None:
+            fld = F.lookup(str(step["key"]))
+            if fld is None:
+                return bad("sequence", f"step {i + 1}: key: {_unknown_field(str(step['key']))}",
+                           where)
+            kget = fld.get
+        steps.append(W.Step(sc.fn, kget, str(step.get("key") or "")))
+        texts.append(step["condition"])
+    if len({s.key is None for s in steps}) > 1:
+        return bad("sequence", "give key: on every step or on none (the steps are joined on "
+                               "its value)")
+    joined = " or ".join(f"({t})" for t in texts)
+    try:
+        combined = C.compile_condition(f"({v['condition']}) and ({joined})", ctx)
+    except C.ConditionError as e:
+        return bad("sequence", str(e))
+    return W.Sequence(within, tuple(getters), tuple(steps), tuple(gb), spec), combined
+
+
+def _compile_output(it: Item, template: str, problems, windowed: bool = False) -> object:
     getters = []
     ok = True
     for m in _OUT_FIELD.finditer(template):
         fname = m.group(1) or m.group(2)
+        if fname in _MATCH_FIELDS:
+            if windowed:
+                getters.append((m.group(0), None, fname))
+                continue
+            problems.append(it.value_at("output").problem(
+                f"rule {it.name!r}: %{fname} is set by threshold and sequence rules only"))
+            ok = False
+            continue
         fld = F.lookup(fname)
         if fld is None:
             problems.append(it.value_at("output").problem(
                 f"rule {it.name!r}: output refers to unknown field %{fname}"))
             ok = False
             continue
-        getters.append((m.group(0), fld.get))
+        getters.append((m.group(0), fld.get, ""))
     if not ok:
         return None
     # longest first, so %proc.exe_name is replaced before %proc.exe
     getters.sort(key=lambda g: -len(g[0]))
 
-    def render(item):
+    def render(item, extra=None):
         s = template
-        for token, get in getters:
-            val = get(item)
+        for token, get, mname in getters:
+            if get is not None:
+                val = get(item)
+            elif mname == "match.steps":
+                val = W.describe_steps((extra or {}).get(mname))
+            else:
+                val = (extra or {}).get(mname)
             if isinstance(val, (list, tuple)):
                 val = " ".join(str(x) for x in val)
             s = s.replace(token, "<NA>" if val is None or val == "" else str(val))

@@ -81,7 +81,7 @@ def decode(raw: bytes):
 
 def _exec(common, flags, b) -> ExecEvent:
     (start, ino, dev, fs_magic, nlink, _mode, m0, m1, m2, r0, r1, r2, args_len, depth, ovl,
-     total,
+     total, euid, egid,
      s_ino, s_dev, s_magic, s_nlink, s_ovl, filename, comps, args, s_path) = b
     exe = _path(comps, depth)
     argv = args[:min(args_len, layout.ARGS_LEN)]
@@ -105,7 +105,7 @@ def _exec(common, flags, b) -> ExecEvent:
         names.fd_kind(m2, r2), text(s_path) if s_ino else "",
         (s_ino, names.user_dev(s_dev), names.FS_MAGIC.get(s_magic, f"{s_magic:#x}"), s_nlink,
          bool(s_ovl & layout.OVL_UPPER), bool(s_ovl & layout.OVL_LOWER)) if s_ino else None,
-        start))
+        start, euid, egid))
 
 
 def _argv(block: bytes) -> list[str]:
@@ -256,7 +256,7 @@ def _s32(v: int) -> int:
 
 
 def _priv(common, flags, b) -> PrivEvent:
-    ret, a0, a1, a2, a3, sys_id, _pad, s1, s2, s3 = b
+    ret, a0, a1, a2, a3, sys_id, caller_uid, s1, s2, s3 = b
     kind = common[0]
     sysname = _SYSCALL_NAME.get(sys_id, str(sys_id))
     if kind == "ptrace":
@@ -274,10 +274,12 @@ def _priv(common, flags, b) -> PrivEvent:
         d = (("ns.fd", a0 & 0xFFFFFFFF), ("ns.types", names.bit_names(a1, names.NS_TYPES)))
     elif kind == "setuid":
         d = (("cred.ruid", _unchanged(a0)), ("cred.euid", _unchanged(a1)),
-             ("cred.suid", _unchanged(a2)), ("cred.fsuid", _unchanged(a3) if sysname == "setfsuid" else None))
+             ("cred.suid", _unchanged(a2)), ("cred.fsuid", _unchanged(a3) if sysname == "setfsuid" else None),
+             ("cred.caller_uid", caller_uid))
     elif kind == "setgid":
         d = (("cred.rgid", _unchanged(a0)), ("cred.egid", _unchanged(a1)),
-             ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None))
+             ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None),
+             ("cred.caller_uid", caller_uid))
     elif kind == "memfd":
         d = (("memfd.name", text(s1)), ("memfd.flags", names.bit_names(a1, names.MEMFD_FLAGS)))
     elif kind == "kill":

@@ -75,6 +75,8 @@ ExecEvent = _event("ExecEvent", (
     # reports it, fs, links, upper layer, lower layer); None otherwise
     ("stdin_facts", Optional[tuple]),
     ("start", int),           # the process's start, ns since boot (task->start_boottime)
+    ("euid", int),            # the credentials the new program runs with
+    ("egid", int),
 ))
 
 MmapEvent = _event("MmapEvent", (

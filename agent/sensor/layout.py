@@ -149,6 +149,8 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         "u64 ino", "u32 dev", "u32 fs_magic", "u32 nlink", "u32 mode",
         "u32 fd_mode[3]", "u32 fd_rdev[3]", "u32 args_len", "u32 depth", "u32 ovl",
         "u32 args_total",
+        # the credentials the new program runs with (a setuid-root program: euid 0)
+        "u32 euid", "u32 egid",
         # fd 0 when it is a regular file (`sh < script`): what it is, from the kernel, so
         # that the script is judged even when the process is gone before user space looks
         "u64 stdin_ino", "u32 stdin_dev", "u32 stdin_fs_magic", "u32 stdin_nlink",
@@ -186,7 +188,9 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
         f"char unix_path[{UNIX_PATH_LEN}]",
     )),
     "priv_event": tuple(_f(s) for s in (
-        "s64 ret", "u64 arg0", "u64 arg1", "u64 arg2", "u64 arg3", "u32 sys", "u32 pad",
+        "s64 ret", "u64 arg0", "u64 arg1", "u64 arg2", "u64 arg3", "u32 sys",
+        # the caller's real uid at the call's entry (the header's is read at its exit)
+        "u32 caller_uid",
         f"char str1[{PATH_LEN}]", f"char str2[{PATH_LEN}]", f"char str3[{SHORT_STR}]",
     )),
     "cgroup_event": tuple(_f(s) for s in (

