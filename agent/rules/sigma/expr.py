@@ -239,15 +239,16 @@ def _condition(node, detections, notes: list):
 def detection_expr(rule, notes: list):
     """The rule's detection as an expression over Sigma fields."""
     dets = rule.detection
-    if "timeframe" in dets.detections or getattr(dets, "timeframe", None):
-        raise Untranslatable("aggregation/timeframe",
-                             "timeframe: Mamori rules match one event at a time")
-    exprs = []
     for cond in dets.parsed_condition:
         if "|" in cond.condition:
             raise Untranslatable("aggregation/timeframe",
                                  f"condition {cond.condition.strip()!r}: an aggregation "
                                  "(| count() …) over events; Mamori rules match one event")
+    if "timeframe" in dets.detections or getattr(dets, "timeframe", None):
+        raise Untranslatable("aggregation/timeframe",
+                             "timeframe: Mamori rules match one event at a time")
+    exprs = []
+    for cond in dets.parsed_condition:
         try:
             tree = cond.parse(postprocess=False)
         except SigmaError as e:
@@ -299,7 +300,9 @@ def bind(expr, variant: Variant, category: str, notes: list):
         return Leaf(tgt.name, op, _typed(tgt.name, expr.field, op, values))
     if isinstance(expr, Not):
         inner = bind(expr.arg, variant, category, notes)
-        return (not inner) if isinstance(inner, bool) else Not(inner)
+        if isinstance(inner, bool):
+            return not inner
+        return inner.arg if isinstance(inner, Not) else Not(inner)
     is_and = isinstance(expr, And)
     args = []
     for a in expr.args:

@@ -151,7 +151,8 @@ def _sigma_message(e) -> str:
 
 def _conjunction(parts) -> str:
     """`a and b and c`, each part (text, needs parentheses) as given."""
-    return " and ".join(f"({t})" if paren else t for t, paren in parts if t)
+    parts = [(t, paren) for t, paren in parts if t]
+    return " and ".join(f"({t})" if paren and len(parts) > 1 else t for t, paren in parts)
 
 
 def _condition(expr, logsource, category: str, notes: list) -> tuple[list[str], str]:
