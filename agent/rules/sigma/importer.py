@@ -135,6 +135,7 @@ def _parse(doc):
         raise Untranslatable("not a rule", "a Sigma filter (it changes other rules)")
     if "action" in doc:
         raise Untranslatable("not a rule", f"a multi-document part (action: {doc['action']})")
+    _check_types(doc)
     try:
         rule = SigmaRule.from_dict(doc, collect_errors=True)
     except Exception as e:   # pySigma raises assorted types on wrongly typed input
@@ -142,6 +143,43 @@ def _parse(doc):
     if rule.errors:
         raise Untranslatable("invalid Sigma", _sigma_message(rule.errors[0]))
     return rule
+
+
+def _check_types(doc: dict) -> None:
+    """The types pySigma takes without checking (a list as the category, a number as the
+    condition), checked here so that the report says which key is wrong."""
+    def bad(key, what):
+        v = doc_value(key)
+        given = type(v).__name__
+        if isinstance(v, list):
+            odd = next((x for x in v if not isinstance(x, str)), None)
+            given = ("an empty list" if not v else "a list" if odd is None else
+                     f"a list holding {odd!r}")
+        raise Untranslatable("invalid Sigma", f"{key} must be {what}, not {given}")
+
+    def doc_value(key):
+        node = doc
+        for k in key.split("."):
+            node = node.get(k) if isinstance(node, dict) else None
+        return node
+    for key in ("title", "id", "status", "level", "description", "author"):
+        if doc.get(key) is not None and not isinstance(doc[key], (str, int)):
+            bad(key, "text")
+    for key in ("logsource", "detection"):
+        if not isinstance(doc.get(key), dict):
+            bad(key, "a mapping")
+    for key in ("category", "product", "service"):
+        v = doc["logsource"].get(key)
+        if v is not None and not isinstance(v, str):
+            bad(f"logsource.{key}", "text")
+    cond = doc["detection"].get("condition")
+    if not (isinstance(cond, str) or (isinstance(cond, list) and cond and
+                                      all(isinstance(c, str) for c in cond))):
+        bad("detection.condition", "text or a list of texts")
+    for key in ("tags", "falsepositives", "references"):
+        v = doc.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            bad(key, "a list of texts")
 
 
 def _sigma_message(e) -> str:
@@ -206,6 +244,9 @@ def translate(doc, source: str, catalog: attack.Catalog, names: set) -> tuple[di
         tactic, technique, more_tags = attack_ids(rule.tags, catalog, entry.notes)
     except Untranslatable as e:
         entry.category, entry.detail = e.category, e.detail
+        return {}, entry
+    except Exception as e:       # a type pySigma let through and then trips on
+        entry.category, entry.detail = "invalid Sigma", f"{type(e).__name__}: {e}"
         return {}, entry
     name = entry.title or f"Sigma rule {entry.sigma_id}"
     if name in names:
