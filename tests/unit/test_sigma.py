@@ -592,3 +592,14 @@ def test_a_rule_the_loader_rejects_is_reported_and_left_out(tmp_path, monkeypatc
                                       "'urgent'")
     rs = ruleset_of(tmp_path, text)
     assert [r.name for r in rs.rules] == ["Inline Rule"]
+
+
+def test_without_pysigma_the_command_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+    for mod in [m for m in sys.modules if m == "sigma" or m.startswith("sigma.") or
+                m.startswith("agent.rules.sigma.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "sigma", None)       # import sigma raises ImportError
+    assert main_import([CORPUS]) == 1
+    assert capsys.readouterr().err == ("mamori rules import-sigma needs pySigma, which is not "
+                                       "installed: pip install 'mamori[sigma]'\n")
