@@ -189,6 +189,11 @@ def cmd_release(args) -> int:
     return 0 if r.status == "done" else 1
 
 
+def cmd_rules_import_sigma(args) -> int:
+    from .rules.sigma import main_import
+    return main_import([*args.paths, *(["--output", args.output] if args.output else [])])
+
+
 def cmd_rules_check(args) -> int:
     from .rules.ruleset import load as load_rules
     rs, problems = load_rules(args.paths)
@@ -306,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "file:line:col: message (exit 1 on errors)")
     check.add_argument("paths", nargs="+", metavar="FILE|DIR")
     check.set_defaults(func=cmd_rules_check)
+    sig = rsub.add_parser("import-sigma", help="translate Sigma rules into Mamori rules "
+                          "(docs/sigma.md); the report of what could not be, and why, on "
+                          "stderr")
+    sig.add_argument("paths", nargs="+", metavar="FILE_OR_DIR",
+                     help="Sigma rule files, or directories searched for *.yml and *.yaml")
+    sig.add_argument("-o", "--output", metavar="OUT",
+                     help="write the rules file here (default: standard output)")
+    sig.set_defaults(func=cmd_rules_import_sigma)
 
     tr = sub.add_parser("trace", help="print one JSON line per kernel event")
     common(tr)

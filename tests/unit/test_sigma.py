@@ -31,7 +31,7 @@ def exec_item(exe, cmdline="", parent="/bin/sh", uid=1000, cwd="/"):
     args = tuple(cmdline.split(" ")) if cmdline else (exe.rsplit("/", 1)[-1],)
     ev = ExecEvent(*_hdr("exec", uid, exe.rsplit("/", 1)[-1][:15]), exe, 1, 1, "overlay", 1,
                    False, False, False, True, False, exe, args, False, "pipe", "pipe", "pipe",
-                   "", None, 0)
+                   "", None, 0, uid, uid)
     ancestors = ((99, parent, "b:9:99", parent.rsplit("/", 1)[-1]),) if parent else ()
     return Enriched(ev, ev.comm, exe, args, cwd, ancestors, False, CONTAINER, None, None)
 
@@ -603,3 +603,17 @@ def test_without_pysigma_the_command_says_how_to_install_it(monkeypatch, capsys)
     assert main_import([CORPUS]) == 1
     assert capsys.readouterr().err == ("mamori rules import-sigma needs pySigma, which is not "
                                        "installed: pip install 'mamori[sigma]'\n")
+
+
+def test_the_mamori_command_runs_the_import(tmp_path, capsys):
+    """`mamori rules import-sigma DIR -o OUT` (agent/cli.py) writes rules our loader takes."""
+    from agent import cli
+    from agent.rules.ruleset import load
+    out = tmp_path / "sigma.yaml"
+    here = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rules", "sigma_corpus")
+    assert cli.main(["rules", "import-sigma", os.path.join(here, "supported"), "-o",
+                     str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("14 of 14 Sigma rules translated")
+    rs, problems = load([str(out)])
+    assert rs is not None and len(rs.rules) == 14, [str(p) for p in problems]
