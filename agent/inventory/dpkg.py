@@ -83,6 +83,7 @@ def read(fs, osr: OSRelease, data_cap: int) -> tuple[list[Package], list[str]]:
             errors.append(str(e))
         text = None
     if text is not None:
+        lists = fs.listdir(INFO.strip("/"))
         for line, f in paragraphs(text):
             if not installed(f):
                 continue
@@ -90,17 +91,21 @@ def read(fs, osr: OSRelease, data_cap: int) -> tuple[list[Package], list[str]]:
                 errors.append(f"{STATUS}:{line}: a package without Package or Version "
                               f"(skipped)")
                 continue
-            files = _file_list(fs, f, errors)
+            files = _file_list(fs, f, lists, errors)
             pkgs.append(package_of(f, osr, STATUS, files))
     pkgs += _status_d(fs, osr, data_cap, errors)
     return pkgs, errors
 
 
-def _file_list(fs, f: dict, errors: list[str]) -> list[str]:
+def _file_list(fs, f: dict, lists: dict, errors: list[str]) -> list[str]:
     name, arch = f["package"], f.get("architecture", "")
     for cand in ((f"{name}:{arch}", name) if arch else (name,)):
+        hit = lists.get(cand + ".list")
+        if hit is None:
+            continue
+        layer, st = hit[0]
         try:
-            data = fs.read(f"{INFO}/{cand}.list", MAX_LIST_BYTES)
+            data = fs.read_entry(f"{INFO}/{cand}.list", layer, st, MAX_LIST_BYTES)
         except ImageFileError as e:
             if e.errno != errno.ENOENT:
                 errors.append(str(e))

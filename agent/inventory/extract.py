@@ -43,17 +43,17 @@ def extract(fs: ImageFS) -> Extracted:
         out.packages += pkgs
         out.errors += errs
     n = 0
-    for path, st in fs.walk():
+    for path, st, layer in fs.walk():
         n += 1
         try:
             if python.wanted(path):
                 out.packages += python.read(fs, path, out.errors)
             elif npm.wanted(path):
-                out.packages += npm.read(fs, path, out.errors)
+                out.packages += npm.read(fs, path, out.errors, (layer, st))
             elif maven.wanted(path):
-                out.packages += maven.read(fs, path, out.errors)
+                out.packages += maven.read(fs, path, out.errors, (layer, st))
             elif golang.wanted(path, st):
-                out.packages += golang.read(fs, path, st, out.errors)
+                out.packages += golang.read(fs, path, st, out.errors, layer)
         except (ValueError, OSError, UnicodeError) as e:
             out.errors.append(f"{path}: {e}")
     out.files_seen = n

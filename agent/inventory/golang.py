@@ -138,11 +138,12 @@ def modules(modinfo: str) -> list[tuple[str, str, str]]:
     return [tuple(x) for x in out]
 
 
-def read(fs, path: str, st, errors: list[str]) -> list[Package]:
+def read(fs, path: str, st, errors: list[str], layer: int | None = None) -> list[Package]:
     if st.st_size > fs.limits.max_binary_bytes:
         return []
     try:
-        fd, size = fs.open(path, fs.limits.max_binary_bytes)
+        fd, size = fs.open_entry(path, layer, st, fs.limits.max_binary_bytes) \
+            if layer is not None else fs.open(path, fs.limits.max_binary_bytes)
     except ImageFileError as e:
         errors.append(str(e))
         return []

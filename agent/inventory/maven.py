@@ -40,9 +40,10 @@ def properties(text: str) -> dict[str, str]:
     return out
 
 
-def read(fs, path: str, errors: list[str]) -> list[Package]:
+def read(fs, path: str, errors: list[str], found=None) -> list[Package]:
     try:
-        fd, _ = fs.open(path, fs.limits.max_binary_bytes)
+        fd, _ = fs.open_entry(path, found[0], found[1], fs.limits.max_binary_bytes) if found \
+            else fs.open(path, fs.limits.max_binary_bytes)
     except ImageFileError as e:
         errors.append(str(e))
         return []

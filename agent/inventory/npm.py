@@ -25,9 +25,10 @@ def wanted(path: str) -> bool:
         or (len(parts) >= 5 and parts[-4] == "node_modules" and parts[-3].startswith("@"))
 
 
-def read(fs, path: str, errors: list[str]) -> list[Package]:
+def read(fs, path: str, errors: list[str], found=None) -> list[Package]:
     try:
-        doc = json.loads(fs.read(path, MAX_BYTES))
+        doc = json.loads(fs.read_entry(path, found[0], found[1], MAX_BYTES) if found
+                         else fs.read(path, MAX_BYTES))
     except ImageFileError as e:
         errors.append(str(e))
         return []

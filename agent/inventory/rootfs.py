@@ -3,7 +3,7 @@
     fs = ImageFS.of_layers(["/var/lib/.../l3", "/var/lib/.../l2"], Limits())   # top first
     fs = ImageFS.of_root_fd(fd, Limits())         # /proc/PID/root when not an overlay
     data = fs.read("/var/lib/dpkg/status", cap)   # bytes, at most cap; links kept inside
-    for path, st in fs.walk():                    # the merged tree, links not followed
+    for path, st, layer in fs.walk():             # the merged tree, links not followed
 
 Everything in an image is the attacker's: names, symbolic links (absolute, or `..` chains),
 FIFOs and devices at the paths a database is expected, files grown to a TiB or sparse.
@@ -122,6 +122,32 @@ class ImageFS:
         finally:
             os.close(fd)
 
+    def open_entry(self, path: str, layer: int, st, cap: int) -> tuple[int, int]:
+        """open() of a regular file a walk or listdir found (link-free path, its layer and
+        lstat): one openat2 beneath that layer's root, checked to be the same inode."""
+        if not stat.S_ISREG(st.st_mode):
+            return self.open(path, cap)                # a link: resolved inside the image
+        if st.st_size > cap:
+            raise ImageFileError(errno.EFBIG, f"{st.st_size} bytes, over the limit of {cap}",
+                                 path)
+        try:
+            fd = cf.open_file(self.layers._root(layer), path, st.st_ino)
+        except ContainerFileError as e:
+            raise ImageFileError(e.errno or errno.EIO, e.reason, path) from None
+        size = os.fstat(fd).st_size
+        if size > cap:
+            os.close(fd)
+            raise ImageFileError(errno.EFBIG, f"{size} bytes, over the limit of {cap}", path)
+        return fd, size
+
+    def read_entry(self, path: str, layer: int, st, cap: int | None = None) -> bytes:
+        cap = self.limits.max_file_bytes if cap is None else cap
+        fd, _ = self.open_entry(path, layer, st, cap)
+        try:
+            return read_fd(fd, cap)
+        finally:
+            os.close(fd)
+
     # -- walking -----------------------------------------------------------------------
     def listdir(self, path: str, visible=None):
         """{name: (layer, lstat)} of the directory at (resolved, link-free) path in the
@@ -165,7 +191,7 @@ class ImageFS:
         return entries
 
     def walk(self, top: str = "", skip=("proc", "sys", "dev")):
-        """(path, lstat) of every non-directory in the merged tree below top, directories
+        """(path, lstat, layer) of every non-directory in the merged tree below top, directories
         first visited top-down; symbolic links are reported, never followed. Stops at
         limits.max_files entries or limits.max_depth levels (self.truncated says so)."""
         self.truncated = ""
@@ -194,7 +220,7 @@ class ImageFS:
                         continue
                     subdirs.append((child, tuple(x[0] for x in layers), depth + 1))
                 else:
-                    yield "/" + child, st
+                    yield "/" + child, st, layers[0][0]
             stack.extend(reversed(subdirs))
 
 

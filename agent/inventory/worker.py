@@ -11,8 +11,8 @@ drops it and counts it), so the event pipeline never waits for an inventory. The
 thread finds the container's image from what the runtime left on disk (runc state: the
 init pid, OCI annotations), reads the root mount of that init from /proc/PID/mountinfo, and
 keys the image (store.image_key). A key already inventoried only gains the container. A new
-one is read in a child process (multiprocessing, spawn: nothing of the agent's threads is
-inherited) that first sets RLIMIT_AS to inventory.memory_limit and is killed after
+one is read in a child process (agent/inventory/child.py, a fresh interpreter: nothing of
+the agent's threads or memory is inherited) that first sets RLIMIT_AS to inventory.memory_limit and is killed after
 inventory.time_limit_s; it reads the overlay's lower dirs (top first), never the upper dir,
 or /proc/PID/root when the root is not an overlay.
 
@@ -23,85 +23,70 @@ a container of it starts under a larger limit (set_limits, or a restart with a l
 inventory.memory_limit)."""
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import asdict
 
 from ..context import containers as ct
-from .rootfs import ImageFS, Limits
+from .extract import Extracted
+from .package import OSRelease, Package
+from .rootfs import Limits
 from .store import DONE, FAILED, PENDING, TOO_LARGE, InventoryStore, image_key
 
 log = logging.getLogger("mamori.inventory")
 RESOLVE_WAIT_S = 5.0
-
-
-def _child(conn, source: dict, limits: Limits, memory_limit: int) -> None:
-    """The child: cap its own address space, read the image, send the result back."""
-    import resource
-    from .extract import extract
-    try:
-        if memory_limit:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-        if source.get("pid"):
-            fd = os.open(f"/proc/{source['pid']}/root", os.O_RDONLY | os.O_DIRECTORY |
-                         os.O_CLOEXEC)
-            fs = ImageFS.of_root_fd(fd, limits)
-        else:
-            fs = ImageFS.of_layers(source["layers"], limits)
-        with fs:
-            result = extract(fs)
-        conn.send(("ok", result))
-    except MemoryError:
-        result = None
-        conn.send(("memory", ""))
-    except BaseException as e:              # reported, never raised into the agent
-        try:
-            conn.send(("error", f"{type(e).__name__}: {e}"))
-        except BaseException:
-            pass
-    finally:
-        conn.close()
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_capped(source: dict, limits: Limits, memory_limit: int, time_limit_s: float):
-    """(state, Extracted or None, reason) of one image read in a capped child."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(child, source, limits, memory_limit),
-                    name="mamori-inventory", daemon=True)
-    p.start()
-    child.close()
+    """(state, Extracted or None, reason) of one image read in a capped child
+    (agent/inventory/child.py)."""
+    req = json.dumps({"source": source, "limits": asdict(limits),
+                      "memory_limit": memory_limit}).encode()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _ROOT,
+           "PYTHONDONTWRITEBYTECODE": "1"}
     mib = memory_limit >> 20
+    p = subprocess.Popen([sys.executable, "-m", "agent.inventory.child"], env=env,
+                         cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, close_fds=True)
     try:
-        if not parent.poll(time_limit_s):
-            p.kill()
-            return TOO_LARGE, None, f"over the time limit of {time_limit_s:g} s " \
-                                    f"(inventory.time_limit_s)"
+        out, err = p.communicate(req, timeout=time_limit_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return TOO_LARGE, None, f"over the time limit of {time_limit_s:g} s " \
+                                f"(inventory.time_limit_s)"
+    try:
+        msg = json.loads(out) if out else {}
+    except ValueError:
+        msg = {}
+    state = msg.get("state") if isinstance(msg, dict) else None
+    if state == "ok":
         try:
-            kind, value = parent.recv()
-        except (EOFError, OSError):
-            p.join(5)
-            code = p.exitcode
-            if code is not None and code < 0:
-                return TOO_LARGE, None, f"the reader was killed (signal {-code}) under the " \
-                                        f"memory limit of {mib} MiB (inventory.memory_limit)"
-            return FAILED, None, f"the reader exited with code {code} without a result"
-        if kind == "ok":
-            return DONE, value, ""
-        if kind == "memory":
-            return TOO_LARGE, None, f"over the memory limit of {mib} MiB " \
-                                    f"(inventory.memory_limit)"
-        return FAILED, None, value
-    finally:
-        parent.close()
-        p.join(2)
-        if p.is_alive():
-            p.kill()
-            p.join(2)
+            return DONE, _extracted(msg["result"]), ""
+        except (KeyError, TypeError, ValueError) as e:
+            return FAILED, None, f"the reader's answer did not parse: {e}"
+    if state == "memory" or (state is None and (p.returncode < 0 or
+                                                 b"MemoryError" in err[-4096:])):
+        return TOO_LARGE, None, f"over the memory limit of {mib} MiB (inventory.memory_limit)"
+    if state == "error":
+        return FAILED, None, str(msg.get("reason", ""))[:1000]
+    tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    return FAILED, None, f"the reader exited with code {p.returncode}: {tail[0][:500]}"
+
+
+def _extracted(d: dict) -> Extracted:
+    pkgs = [Package(**{**p, "files": tuple(p.get("files") or ())}) for p in d["packages"]]
+    return Extracted(os=OSRelease(**d["os"]), packages=pkgs, errors=list(d["errors"]),
+                     files_seen=int(d["files_seen"]), truncated=str(d["truncated"]),
+                     seconds=float(d["seconds"]))
 
 
 class InventoryWorker:
