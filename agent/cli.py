@@ -194,6 +194,60 @@ def cmd_rules_import_sigma(args) -> int:
     return main_import([*args.paths, *(["--output", args.output] if args.output else [])])
 
 
+def cmd_inventory(args) -> int:
+    """The images on this node and their inventories, from a running agent."""
+    from .api.client import channel
+    from .api.gen.mamori.v1 import alerts_pb2 as pb
+    from .api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
+    import grpc
+    import json
+    if args.format == "cyclonedx" and not args.image:
+        print("mamori: --format cyclonedx needs --image", file=sys.stderr)
+        return 2
+    fmt = args.format or ("table" if args.image else "")
+    want = "json" if fmt in ("json", "table") else fmt
+    try:
+        r = pb_grpc.AlertsStub(channel(args.server)).ListInventories(
+            pb.ListInventoriesRequest(image=args.image or "",
+                                      format=want if args.image else ""), timeout=30)
+    except grpc.RpcError as e:
+        print(f"mamori: {e.code().name}: {printable(e.details())}", file=sys.stderr)
+        return 1
+    if args.image and fmt in ("json", "cyclonedx"):
+        print(r.document)                  # JSON: what a container wrote is escaped in it
+        return 0
+    if not args.image:
+        if args.format == "json":
+            from google.protobuf.json_format import MessageToDict
+            print(json.dumps(MessageToDict(r)["images"] if r.images else [], indent=1))
+            return 0
+        print(f"{'IMAGE':<40}  {'OS':<14}  {'PACKAGES':>8}  {'STATE':<9}  CONTAINERS")
+        for i in r.images:
+            name = i.image or i.key
+            state = i.state + (f" ({i.reason})" if i.reason else "")
+            print(printable(f"{name[:40]:<40}  {i.os[:14]:<14}  {i.packages:>8}  "
+                            f"{state:<9}  {len(i.containers)}"))
+        return 0
+    doc = json.loads(r.document)
+    print(printable(f"image       {doc['image'] or doc['key']}"))
+    print(printable(f"key         {doc['key']}"))
+    print(printable(f"os          {doc['os']['pretty_name'] or doc['os']['id'] or '-'}"))
+    print(printable(f"state       {doc['state']}" + (f": {doc['reason']}" if doc['reason']
+                                                     else "")))
+    print(printable(f"containers  {', '.join(doc['containers']) or '-'}"))
+    for e in doc["errors"]:
+        print(printable(f"error       {e}"))
+    print(f"{'TYPE':<7}  {'NAME':<32}  {'VERSION':<24}  {'SOURCE':<24}  LOCATION")
+    for p in sorted(doc["packages"], key=lambda p: (p["kind"], p["name"])):
+        src = p["source_name"] + (f" {p['source_version']}"
+                                  if p["source_version"] != p["version"] else "")
+        if p["source_name"] == p["name"] and p["source_version"] == p["version"]:
+            src = ""
+        print(printable(f"{p['kind']:<7}  {p['name']:<32}  {p['version']:<24}  "
+                        f"{src or '-':<24}  {p['location']}"))
+    return 0
+
+
 def cmd_rules_check(args) -> int:
     from .rules.ruleset import load as load_rules
     rs, problems = load_rules(args.paths)
@@ -304,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--key", default="", help="admin client key (mutual TLS)")
     rel.add_argument("--server-name", default="", help="expected server name (TLS)")
     rel.set_defaults(func=cmd_release)
+
+    inv = sub.add_parser("inventory", help="the images on this node and the software "
+                         "each carries (from a running agent)")
+    inv.add_argument("--server", default="unix:///run/mamori/mamori.sock")
+    inv.add_argument("--image", help="one image: its key, id, name or a key prefix")
+    inv.add_argument("--format", choices=("table", "json", "cyclonedx"),
+                     help="table (default) or json; with --image also cyclonedx (1.6)")
+    inv.set_defaults(func=cmd_inventory)
 
     rules = sub.add_parser("rules", help="work with rule files")
     rsub = rules.add_subparsers(dest="rules_command", required=True)

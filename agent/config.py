@@ -88,6 +88,21 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class InventoryConfig:
+    # An SBOM of every image that runs on the node (agent/inventory/, docs/inventory.md),
+    # read off the event path in a child process under these limits:
+    enabled: bool = True
+    memory_limit: int = 512 << 20            # the child's address space (RLIMIT_AS)
+    time_limit_s: float = 120.0              # past it the child is killed: too_large
+    max_file_bytes: int = 64 << 20           # a package database read whole
+    max_binary_bytes: int = 256 << 20        # a Go binary or jar looked into
+    max_files: int = 500_000                 # directory entries one image's walk looks at
+    max_depth: int = 48                      # directories deep
+    max_images: int = 512                    # inventories kept (unused ones go first)
+    queue_size: int = 1024                   # containers waiting to be looked at
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     journal_dir: str = "/var/lib/mamori/journal"
     journal_max_bytes: int = 256 << 20       # oldest segments are deleted past this
@@ -153,6 +168,7 @@ class Config:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
@@ -229,7 +245,8 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
                 err(f"{name}.{k}", f"unknown key (known: {', '.join(sorted(allowed))})")
         return val
 
-    top = ("alerts", "api", "context", "drift", "kubernetes", "log_level", "metrics",
+    top = ("alerts", "api", "context", "drift", "inventory", "kubernetes", "log_level",
+           "metrics",
            "node_name", "output", "response", "rules", "sensor")
     for k in raw:
         if k not in top:
@@ -390,6 +407,9 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
             else:
                 drift = replace(drift, **{key: v})
 
+    inventory = _inventory(section("inventory", set(InventoryConfig.__dataclass_fields__)),
+                           err)
+
     a = section("alerts", set(AlertsConfig.__dataclass_fields__))
     alerts = AlertsConfig()
     if "journal_dir" in a:
@@ -529,8 +549,45 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         raise ConfigError(problems)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
-                   rules=rules, drift=drift, alerts=alerts, api=api, response=response,
+                   rules=rules, drift=drift, inventory=inventory, alerts=alerts, api=api,
+                   response=response,
                    metrics=metrics)
+
+
+def _inventory(d: dict, err) -> InventoryConfig:
+    inv = InventoryConfig()
+    if "enabled" in d:
+        if not isinstance(d["enabled"], bool):
+            err("inventory.enabled", "must be true or false")
+        else:
+            inv = replace(inv, enabled=d["enabled"])
+    for key, low in (("memory_limit", 64 << 20), ("max_file_bytes", 1 << 10),
+                     ("max_binary_bytes", 1 << 10)):
+        if key in d:
+            try:
+                v = parse_size(d[key])
+            except (ValueError, TypeError):
+                err(f"inventory.{key}", "expected a size such as 512Mi")
+                continue
+            if v < low:
+                err(f"inventory.{key}", f"must be at least {low >> 10} KiB")
+            else:
+                inv = replace(inv, **{key: v})
+    if "time_limit_s" in d:
+        v = d["time_limit_s"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 86400:
+            err("inventory.time_limit_s", "must be a number of seconds from 1 to 86400")
+        else:
+            inv = replace(inv, time_limit_s=float(v))
+    for key, low, high in (("max_files", 100, 1 << 26), ("max_depth", 4, 1024),
+                           ("max_images", 1, 1 << 16), ("queue_size", 1, 1 << 20)):
+        if key in d:
+            v = d[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                err(f"inventory.{key}", f"must be an integer from {low} to {high}")
+            else:
+                inv = replace(inv, **{key: v})
+    return inv
 
 
 def parse_kinds(value) -> tuple[str, ...]:

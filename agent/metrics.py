@@ -115,6 +115,17 @@ class _AgentCollector:
         yield g
         yield GaugeMetricFamily("mamori_healthy", "1 if /healthz answers ok (no pipeline stage "
                                 "dead or stalled)", value=1 if s.healthy else 0)
+        c = CounterMetricFamily("mamori_inventory_images", "Image inventories finished, by "
+                                "outcome (done, too_large, failed)", labels=["state"])
+        for state in ("done", "too_large", "failed"):
+            c.add_metric([state], s.inventory_finished.get(state, 0))
+        yield c
+        yield CounterMetricFamily("mamori_inventory_seconds", "Time spent reading images "
+                                  "for their inventories", value=s.inventory_seconds)
+        yield CounterMetricFamily("mamori_inventory_dropped", "Containers not inventoried: "
+                                  "the inventory queue was full", value=s.inventory_dropped)
+        yield GaugeMetricFamily("mamori_inventory_known_images", "Image inventories the agent "
+                                "holds", value=s.inventory_images)
 
 
 class HealthServer:

@@ -45,6 +45,11 @@ class Agent:
         self.hub.on_journal_change = self._journal_changed
         self.api = None
         self.responder = None
+        self.inventory = None                 # agent/inventory: an SBOM per image, off-path
+        if cfg.inventory.enabled:
+            from .inventory.worker import InventoryWorker
+            self.inventory = InventoryWorker(cfg.inventory, pods_fn=lambda: self.pipeline.pods)
+            self.pipeline.discovery.listeners.append(self.inventory)
         self.started = time.monotonic()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
@@ -99,6 +104,8 @@ class Agent:
             self.health = HealthServer(self, self.metrics, self.cfg.metrics.listen)
             log.info("metrics and health on http://%s (/metrics, /healthz, /readyz)",
                      self.cfg.metrics.listen)
+        if self.inventory is not None:
+            self.inventory.start()            # before discovery announces what runs already
         self.pipeline.start()
         self.probes_attached = True
         self._start_responder()
@@ -119,7 +126,9 @@ class Agent:
                                  stall_timeout_s=a.stall_timeout_s,
                                  keepalive_time_s=a.keepalive_time_s,
                                  keepalive_timeout_s=a.keepalive_timeout_s,
-                                 queue_bytes=self.cfg.alerts.subscriber_queue_bytes)
+                                 queue_bytes=self.cfg.alerts.subscriber_queue_bytes,
+                                 inventory_fn=(lambda: self.inventory)
+                                 if self.inventory is not None else None)
             self.api.start()
             log.info("gRPC API on %s", ", ".join(a.listen + ((a.admin_socket + " (admin)",)
                                                             if a.admin_socket else ())))
@@ -183,6 +192,8 @@ class Agent:
             self.responder.stop()
         if self.health is not None:
             self.health.stop()
+        if self.inventory is not None:
+            self.inventory.stop()
         self.pipeline.close()
         self.journal.close()
 
@@ -205,7 +216,12 @@ class Agent:
             journal_unpersisted=j.unpersisted_total, stage_errors=dict(self.stage_errors),
             output_errors=dict(self.output_errors),
             stage_idle_s={k: now - t if t else 0.0 for k, t in self.heartbeat.items()},
-            healthy=self.liveness()[0])
+            healthy=self.liveness()[0],
+            **(dict(inventory_finished=dict(self.inventory.counts),
+                    inventory_seconds=self.inventory.seconds,
+                    inventory_dropped=self.inventory.dropped,
+                    inventory_images=len(self.inventory.store.all()))
+               if self.inventory is not None else {}))
 
     def status(self) -> dict:
         s = self.stats()

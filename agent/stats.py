@@ -27,3 +27,7 @@ class AgentStats:
     output_errors: dict[str, int] = field(default_factory=dict)   # per output
     stage_idle_s: dict[str, float] = field(default_factory=dict)  # since the last progress
     healthy: bool = True
+    inventory_finished: dict[str, int] = field(default_factory=dict)  # per state
+    inventory_seconds: float = 0.0                                    # reading images
+    inventory_dropped: int = 0                                        # queue full
+    inventory_images: int = 0                                         # held now

@@ -172,7 +172,8 @@ class AlertsService(pb_grpc.AlertsServicer):
     def __init__(self, hub: AlertHub, rules_fn, status_fn, release_fn=None,
                  access: Access | None = None, slots: StreamSlots | None = None,
                  local: str = "unix:", stall_s: float = 30.0, queue_bytes: int = 0,
-                 io_pool=None, admin_pool=None):
+                 io_pool=None, admin_pool=None, inventory_fn=None):
+        self.inventory_fn = inventory_fn  # -> InventoryWorker (None: inventory is off)
         self.release_fn = release_fn      # (namespace, pod, by) -> (status, detail)
         self.hub = hub
         self.rules_fn = rules_fn          # -> (ruleset or None, catalog)
@@ -269,6 +270,38 @@ class AlertsService(pb_grpc.AlertsServicer):
         return out
 
 
+    async def ListInventories(self, request, context):
+        worker = self.inventory_fn() if self.inventory_fn is not None else None
+        if worker is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "the inventory is off on this agent (inventory.enabled)")
+        from ..inventory.view import document, os_name
+        store = worker.store
+        if request.image:
+            inv = store.find(request.image)
+            if inv is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND,
+                                    f"no image {printable(request.image)} on this node")
+            invs = [inv]
+        else:
+            invs = sorted(store.all(), key=lambda i: (i.image or i.key))
+        out = pb.ListInventoriesResponse()
+        for inv in invs:
+            out.images.add(key=inv.key, image=inv.image, image_id=inv.image_id,
+                           os=os_name(inv), packages=len(inv.packages), state=inv.state,
+                           reason=inv.reason, containers=sorted(inv.containers),
+                           errors=list(inv.errors), memory_limit_bytes=inv.memory_limit,
+                           seconds=inv.seconds, files_seen=inv.files_seen,
+                           layers=list(inv.layers))
+        if request.image and request.format:
+            try:
+                out.document = await asyncio.get_running_loop().run_in_executor(
+                    self.io_pool, document, invs[0], request.format)
+            except ValueError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return out
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -286,7 +319,8 @@ class ApiServer:
                  allow_insecure_tcp: bool = False, socket_group="", admin_socket: str = "",
                  max_streams: int = 64, max_streams_per_client: int = 8,
                  stall_timeout_s: float = 30.0, keepalive_time_s: float = 60.0,
-                 keepalive_timeout_s: float = 20.0, queue_bytes: int = 0):
+                 keepalive_timeout_s: float = 20.0, queue_bytes: int = 0, inventory_fn=None):
+        self.inventory_fn = inventory_fn
         mtls = bool(tls_cert and tls_key and tls_client_ca)
         for addr in listen:
             why = listener_problem(addr, mtls, allow_insecure_tcp)
@@ -368,7 +402,8 @@ class ApiServer:
         service = AlertsService(hub, rules_fn, status_fn, release_fn=release_fn,
                                 access=access, slots=self.slots, local=local,
                                 stall_s=self.stall_s, queue_bytes=self.queue_bytes,
-                                io_pool=self.io_pool, admin_pool=self.admin_pool)
+                                io_pool=self.io_pool, admin_pool=self.admin_pool,
+                                inventory_fn=self.inventory_fn)
         pb_grpc.add_AlertsServicer_to_server(service, server)
         hs = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(hs, server)

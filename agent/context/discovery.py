@@ -31,6 +31,10 @@ class Discovery:
         self.containers: dict[int, str] = {}      # watched container cgroup id -> path
         self.on_container = None    # callback(cgroup id, container or None) for new ones
         self.on_gone = None         # callback(cgroup id) when a container cgroup goes
+        # more observers of containers coming and going (the inventory): objects with
+        # container_started(cgroup id, path, container id) and container_gone(cgroup id);
+        # they must not block (they queue)
+        self.listeners: list = []
 
     def start(self) -> None:
         """Walk the cgroup2 tree once: watch the parents that exist and every container."""
@@ -53,6 +57,9 @@ class Discovery:
             log.debug("container cgroup %s watched", path)
             if self.on_container is not None:
                 self.on_container(cid, None)
+            ref = self.registry.ref_for_path(path)
+            for listener in self.listeners:
+                listener.container_started(cid, path, ref.id)
 
     def covers(self, path: str) -> bool:
         """Is this cgroup path at or below a watched parent, or matched (itself or an
@@ -75,6 +82,8 @@ class Discovery:
                 self.sensor.unwatch_cgroup(ev.id)
                 if self.on_gone is not None:
                     self.on_gone(ev.id)
+                for listener in self.listeners:
+                    listener.container_gone(ev.id)
             self.registry.forget(ev.id)
 
 

@@ -24,7 +24,9 @@ def test_every_metric_comes_from_the_snapshot():
                    subscribers=2, rules_loaded=59, rules_reload_ok=False,
                    journal_persisting=False, journal_write_errors=10, journal_unpersisted=11,
                    stage_errors={"evaluator": 12}, output_errors={"syslog": 13},
-                   stage_idle_s={"poller": 0.5, "evaluator": 1.5}, healthy=False)
+                   stage_idle_s={"poller": 0.5, "evaluator": 1.5}, healthy=False,
+                   inventory_finished={"done": 14, "too_large": 15}, inventory_seconds=16.5,
+                   inventory_dropped=17, inventory_images=18)
     m = _scrape(s)
     assert m == {
         'mamori_events_total{kind="open"}': 7.0, 'mamori_events_total{kind="exec"}': 2.0,
@@ -45,4 +47,9 @@ def test_every_metric_comes_from_the_snapshot():
         'mamori_output_errors_total{output="syslog"}': 13.0,
         'mamori_stage_idle_seconds{stage="poller"}': 0.5,
         'mamori_stage_idle_seconds{stage="evaluator"}': 1.5,
-        "mamori_healthy": 0.0}
+        "mamori_healthy": 0.0,
+        'mamori_inventory_images_total{state="done"}': 14.0,
+        'mamori_inventory_images_total{state="too_large"}': 15.0,
+        'mamori_inventory_images_total{state="failed"}': 0.0,
+        "mamori_inventory_seconds_total": 16.5, "mamori_inventory_dropped_total": 17.0,
+        "mamori_inventory_known_images": 18.0}

@@ -54,6 +54,11 @@ class AlertsStub:
                 request_serializer=mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.ListInventories = channel.unary_unary(
+                '/mamori.v1.Alerts/ListInventories',
+                request_serializer=mamori_dot_v1_dot_alerts__pb2.ListInventoriesRequest.SerializeToString,
+                response_deserializer=mamori_dot_v1_dot_alerts__pb2.ListInventoriesResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServicer:
@@ -95,6 +100,15 @@ class AlertsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInventories(self, request, context):
+        """The images running on this node and what software each carries (docs/inventory.md).
+        With `image`: that image only, and `document` holds its inventory in `format`.
+        NOT_FOUND: no such image; FAILED_PRECONDITION: the agent's inventory is off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +131,11 @@ def add_AlertsServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.FromString,
                     response_serializer=mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'ListInventories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInventories,
+                    request_deserializer=mamori_dot_v1_dot_alerts__pb2.ListInventoriesRequest.FromString,
+                    response_serializer=mamori_dot_v1_dot_alerts__pb2.ListInventoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +246,33 @@ class Alerts:
             '/mamori.v1.Alerts/Release',
             mamori_dot_v1_dot_alerts__pb2.ReleaseRequest.SerializeToString,
             mamori_dot_v1_dot_alerts__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInventories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mamori.v1.Alerts/ListInventories',
+            mamori_dot_v1_dot_alerts__pb2.ListInventoriesRequest.SerializeToString,
+            mamori_dot_v1_dot_alerts__pb2.ListInventoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
