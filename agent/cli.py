@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="FILE|DIR")
     check.set_defaults(func=cmd_rules_check)
 
+    from .vulndb.cli import register as register_vulndb
+    register_vulndb(sub)
+
     tr = sub.add_parser("trace", help="print one JSON line per kernel event")
     common(tr)
     tr.add_argument("--kinds", help="event kinds or families, comma-separated "
