@@ -14,6 +14,7 @@ after that version, limit bounds the range; versions[] lists affected versions e
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -122,36 +123,43 @@ def compared_version(pkg) -> str:
     return pkg.version
 
 
-def _key(eco: str, rtype: str, kind: str, ver: str):
-    if kind == "introduced" and ver == "0":
-        return (0, None)
-    return (1, versions.parse(eco, rtype, ver))
+def _event_order(eco: str, rtype: str):
+    """Sort key of (kind, version) events: introduced "0" first, then by version."""
+    def cmp(a, b):
+        a0, b0 = a == ("introduced", "0"), b == ("introduced", "0")
+        if a0 or b0:
+            return (b0 - a0) if not (a0 and b0) else 0
+        return versions.compare(versions.parse(eco, rtype, a[1]),
+                                versions.parse(eco, rtype, b[1]))
+    return functools.cmp_to_key(cmp)
 
 
 def in_range(eco: str, rng, installed: str) -> tuple[bool, str]:
     """(affected, the fixed version that closes the range above `installed`, or "")."""
     v = versions.parse(eco, rng.type, installed)
-    evs = sorted(rng.events, key=lambda e: _key(eco, rng.type, e[0], e[1]))
+
+    def vs(ver: str) -> int:            # installed compared with an event's version
+        return versions.compare(v, versions.parse(eco, rng.type, ver))
+    evs = sorted(rng.events, key=_event_order(eco, rng.type))
     affected, limit = False, None
     for kind, ver in evs:
         if kind == "limit":
-            limit = versions.parse(eco, rng.type, ver)
-            continue
-        if kind == "introduced":
-            if ver == "0" or v >= versions.parse(eco, rng.type, ver):
+            limit = ver
+        elif kind == "introduced":
+            if ver == "0" or vs(ver) >= 0:
                 affected = True
         elif kind == "fixed":
-            if v >= versions.parse(eco, rng.type, ver):
+            if vs(ver) >= 0:
                 affected = False
         elif kind == "last_affected":
-            if v > versions.parse(eco, rng.type, ver):
+            if vs(ver) > 0:
                 affected = False
-    if limit is not None and v >= limit:
+    if limit is not None and vs(limit) >= 0:
         affected = False
     fixed = ""
     if affected:
         for kind, ver in evs:
-            if kind == "fixed" and versions.parse(eco, rng.type, ver) > v:
+            if kind == "fixed" and vs(ver) < 0:
                 fixed = ver
                 break
     return affected, fixed
@@ -176,14 +184,17 @@ def affects(aff: Affected, installed: str) -> tuple[bool, str]:
                 hit = True
                 break
             try:
-                if versions.parse(aff.ecosystem, "ECOSYSTEM", listed) == v:
+                if versions.compare(versions.parse(aff.ecosystem, "ECOSYSTEM", listed), v) == 0:
                     hit = True
                     break
             except versions.InvalidVersion:
                 continue
     if not hit:
         return False, ""
-    return True, (min(fixes)[1] if fixes else "")
+    if not fixes:
+        return True, ""
+    first = min(fixes, key=functools.cmp_to_key(lambda a, b: versions.compare(a[0], b[0])))
+    return True, first[1]
 
 
 def _finding(vuln: Vuln, aff: Affected, pkg, installed_cmp: str, fixed: str,
@@ -217,9 +228,10 @@ def match(store: Store, os_release, packages: Iterable, image: str) -> MatchResu
             if not ecos:
                 if pkg.kind not in unmatched_kinds:
                     unmatched_kinds.add(pkg.kind)
-                    problems.append(f"{pkg.kind} packages on {os_release.id or 'an unknown '
-                                    'distribution'} {os_release.version_id}: no vulnerability "
-                                    "data is matched for this distribution and release")
+                    distro = os_release.id or "an unknown distribution"
+                    problems.append(f"{pkg.kind} packages on {distro} "
+                                    f"{os_release.version_id}: no vulnerability data is "
+                                    "matched for this distribution and release")
                 continue
         cmp_version = compared_version(pkg)
         for eco in ecos:

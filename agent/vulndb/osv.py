@@ -173,10 +173,13 @@ def parse(data: bytes | str | dict) -> tuple[Record, list[str]]:
         raise RecordError("id: empty")
     modified = _str(data.get("modified"), "modified", problems, required=True)
     withdrawn = _str(data.get("withdrawn"), "withdrawn", problems)
-    aliases = data.get("aliases") or []
-    if not isinstance(aliases, list) or not all(isinstance(x, str) for x in aliases):
-        problems.append("aliases: must be a list of strings (ignored)")
-        aliases = []
+    aliases: list[str] = []
+    for key in ("aliases", "upstream"):     # upstream (schema 1.6): the CVE a distro
+        v = data.get(key) or []             # record (UBUNTU-CVE-..., ALPINE-CVE-...) is about
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            problems.append(f"{key}: must be a list of strings (ignored)")
+            continue
+        aliases += [x for x in v if x not in aliases and x != rid]
     refs = []
     for i, r in enumerate(data.get("references") or ()):
         if isinstance(r, dict) and isinstance(r.get("url"), str):

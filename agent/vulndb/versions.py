@@ -3,8 +3,13 @@
 npm and SEMVER ranges (semver 2), Go (module versions and the Go toolchain's "go1.22.1"),
 Maven (ComparableVersion).
 
-``parse(ecosystem, range_type, text)`` gives a comparable value or raises InvalidVersion
-with the reason; ``check`` says why a version cannot be ordered, for the importer.
+``parse(ecosystem, range_type, text)`` gives a version or raises InvalidVersion with the
+reason; ``compare(a, b)`` orders two of them (-1, 0, 1); ``check`` says why a version cannot
+be ordered, for the importer.
+
+Only ``<`` and ``>`` of univers' versions are used: some of its classes define those two
+(and ``==``) with the ecosystem's rules but inherit ``<=``/``>=`` from attrs, which compare
+the text ("1.36.1-r2" >= "1.36.1-r16" is True for AlpineLinuxVersion in univers 32).
 """
 from __future__ import annotations
 
@@ -66,6 +71,15 @@ def parse(ecosystem: str, range_type: str, text: str):
         raise
     except Exception as e:            # univers raises what its parsers raise
         raise InvalidVersion(f"{text!r}: {e}") from None
+
+
+def compare(a, b) -> int:
+    """-1, 0 or 1 as a orders before, with or after b (see the module's note)."""
+    if a < b:
+        return -1
+    if a > b:
+        return 1
+    return 0
 
 
 def check(ecosystem: str, range_type: str, text: str) -> str | None:
