@@ -43,10 +43,11 @@ class ImportResult:
             self.more_problems += 1
 
 
-def entries(path: str) -> Iterator[tuple[str, bytes]]:
+def entries(path: str, label: str = "") -> Iterator[tuple[str, bytes]]:
     """(entry name, bytes) of every .json record in a zip or below a directory, one at a
-    time. Raises ImportFailed when the source itself is unreadable (not a zip, a bad CRC,
-    truncated)."""
+    time. Raises ImportFailed naming the source (label: its URL, else path) when the source
+    itself is unreadable (not a zip, a bad CRC, truncated)."""
+    label = label or path
     if os.path.isdir(path):
         for root, dirs, files in os.walk(path):
             dirs.sort()
@@ -62,21 +63,21 @@ def entries(path: str) -> Iterator[tuple[str, bytes]]:
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
-        raise ImportFailed(f"{path}: no such file or directory") from None
+        raise ImportFailed(f"{label}: no such file or directory") from None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ImportFailed(f"{path}: not a readable zip ({e})") from None
+        raise ImportFailed(f"{label}: not a readable zip ({e})") from None
     with zf:
         for info in zf.infolist():
             if info.is_dir() or not info.filename.endswith(".json"):
                 continue
             if info.file_size > MAX_RECORD_BYTES:
-                raise ImportFailed(f"{path}:{info.filename}: {info.file_size} bytes, more "
+                raise ImportFailed(f"{label}:{info.filename}: {info.file_size} bytes, more "
                                    f"than an OSV record can be ({MAX_RECORD_BYTES})")
             try:
                 with zf.open(info) as fh:
                     data = fh.read(MAX_RECORD_BYTES + 1)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-                raise ImportFailed(f"{path}:{info.filename}: corrupt zip entry ({e})") from None
+                raise ImportFailed(f"{label}:{info.filename}: corrupt zip entry ({e})") from None
             yield info.filename, data
 
 
@@ -89,7 +90,7 @@ def build(sources: list[tuple[str, str]], out_path: str,
     try:
         for label, path in sources:
             n0, s0, wd0 = res.records, res.skipped, res.withdrawn
-            for name, data in entries(path):
+            for name, data in entries(path, label):
                 where = f"{label}:{name}"
                 if len(data) > MAX_RECORD_BYTES:
                     res.skipped += 1
