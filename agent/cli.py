@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the rules file here (default: standard output)")
     sig.set_defaults(func=cmd_rules_import_sigma)
 
+    from .vulndb.cli import register as register_vulndb
+    register_vulndb(sub)
+
     tr = sub.add_parser("trace", help="print one JSON line per kernel event")
     common(tr)
     tr.add_argument("--kinds", help="event kinds or families, comma-separated "

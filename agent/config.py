@@ -159,6 +159,17 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class VulnDBConfig:
+    path: str = "/var/lib/mamori/vulndb/osv.sqlite3"   # the vulnerability database (SQLite)
+    max_age_hours: float = 48.0     # older: a warning and mamori_vulndb_stale 1; still used
+    # OSV ecosystems `vulndb update` downloads (osv.dev's <ecosystem>/all.zip) when no
+    # sources are given
+    ecosystems: tuple[str, ...] = ("Debian", "Ubuntu", "Alpine", "PyPI", "npm", "Go", "Maven")
+    sources: tuple[str, ...] = ()   # URLs of OSV zips; replace the ecosystems' default URLs
+    download_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = ""
     log_level: str = "info"
@@ -173,6 +184,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    vulndb: VulnDBConfig = field(default_factory=VulnDBConfig)
 
     def resolved_node_name(self) -> str:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -246,8 +258,7 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         return val
 
     top = ("alerts", "api", "context", "drift", "inventory", "kubernetes", "log_level",
-           "metrics",
-           "node_name", "output", "response", "rules", "sensor")
+           "metrics", "node_name", "output", "response", "rules", "sensor", "vulndb")
     for k in raw:
         if k not in top:
             err(k, f"unknown key (known: {', '.join(top)})")
@@ -545,8 +556,11 @@ def _validate(raw: dict, lines: dict[str, int], where: str) -> Config:
         else:
             metrics = replace(metrics, stall_after_s=float(v))
 
+    vulndb = _vulndb(section("vulndb", set(VulnDBConfig.__dataclass_fields__)), err)
+
     if problems:
         raise ConfigError(problems)
+    cfg = replace(cfg, vulndb=vulndb)
     return replace(cfg, node_name=node if isinstance(node, str) else "", log_level=level,
                    sensor=sensor, output=output, context=context, kubernetes=kube,
                    rules=rules, drift=drift, inventory=inventory, alerts=alerts, api=api,
@@ -588,6 +602,48 @@ def _inventory(d: dict, err) -> InventoryConfig:
             else:
                 inv = replace(inv, **{key: v})
     return inv
+
+
+def _vulndb(v: dict, err) -> VulnDBConfig:
+    from .vulndb.ecosystems import ECOSYSTEMS
+    out = VulnDBConfig()
+    if "path" in v:
+        if not isinstance(v["path"], str) or not v["path"]:
+            err("vulndb.path", "must be a file path")
+        else:
+            out = replace(out, path=v["path"])
+    if "max_age_hours" in v:
+        x = v["max_age_hours"]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1 <= x <= 8760:
+            err("vulndb.max_age_hours", "must be a number of hours from 1 to 8760")
+        else:
+            out = replace(out, max_age_hours=float(x))
+    if "ecosystems" in v:
+        x = v["ecosystems"]
+        if not isinstance(x, list) or not all(isinstance(e, str) and e for e in x):
+            err("vulndb.ecosystems", "must be a list of OSV ecosystems")
+        else:
+            bad = [e for e in x if e.split(":", 1)[0] not in ECOSYSTEMS]
+            if bad:
+                err("vulndb.ecosystems", f"unknown {', '.join(bad)} (known: "
+                    f"{', '.join(ECOSYSTEMS)})")
+            else:
+                out = replace(out, ecosystems=tuple(x))
+    if "sources" in v:
+        x = v["sources"]
+        if not isinstance(x, list) or not all(
+                isinstance(u, str) and u.split("://", 1)[0] in ("http", "https", "file")
+                for u in x):
+            err("vulndb.sources", "must be a list of http://, https:// or file:// URLs")
+        else:
+            out = replace(out, sources=tuple(x))
+    if "download_timeout_s" in v:
+        x = v["download_timeout_s"]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1 <= x <= 3600:
+            err("vulndb.download_timeout_s", "must be a number of seconds from 1 to 3600")
+        else:
+            out = replace(out, download_timeout_s=float(x))
+    return out
 
 
 def parse_kinds(value) -> tuple[str, ...]:

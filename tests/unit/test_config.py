@@ -38,7 +38,7 @@ def test_every_error_is_reported_with_its_line(tmp_path):
         config.load(p)
     assert e.value.problems == [
         f"{p}:1: nodename: unknown key (known: alerts, api, context, drift, inventory, "
-        "kubernetes, log_level, metrics, node_name, output, response, rules, sensor)",
+        "kubernetes, log_level, metrics, node_name, output, response, rules, sensor, vulndb)",
         f"{p}:4: sensor.families: unknown disk (known: process, file, net, priv)",
         f"{p}:3: sensor.ring_bytes: expected a size such as 16Mi, not 'lots'",
         f"{p}:5: sensor.poll_interval_ms: must be an integer from 1 to 1000",
