@@ -590,9 +590,9 @@ _SPECS = (
      "saved uid it sets"),
     ("cred.fsuid", INT, frozenset({"setuid"}), _detail("cred.fsuid"), "priv",
      "filesystem uid (setfsuid)"),
-    ("cred.caller_uid", INT, frozenset({"setuid", "setgid"}), _detail("cred.caller_uid"),
-     "priv", "the caller's real uid when it made the call (`proc.uid` is read as the call "
-     "returns: after a call that set the real uid, the new one)"),
+    ("cred.caller_euid", INT, frozenset({"setuid", "setgid"}), _detail("cred.caller_euid"),
+     "priv", "the caller's effective uid when it made the call: not 0 for a process that was "
+     "not root (`proc.uid` is the real uid, read as the call returns)"),
     ("cred.rgid", INT, frozenset({"setgid"}), _detail("cred.rgid"), "priv",
      "real gid a setgid-family call sets (null: left unchanged)"),
     ("cred.egid", INT, frozenset({"setgid"}), _detail("cred.egid"), "priv",

@@ -236,7 +236,7 @@ struct priv_event {
     u64 arg2;
     u64 arg3;
     u32 sys;
-    u32 caller_uid;
+    u32 caller_euid;
     char str1[256];
     char str2[256];
     char str3[32];

@@ -4,11 +4,17 @@
 #include "common.h"
 
 /* stash slots: a0..a3 = the syscall's arguments in order; string arguments are kept as
- * pointers and read at exit; a4 = the caller's uid and gid at entry. */
+ * pointers and read at exit; a4 = the caller's effective uid at entry. */
 #define PRIV_ENTER(kind, sys, a0, a1, a2, a3) \
     do { if (is_watched()) stash(kind, sys, (u64)(a0), (u64)(a1), (u64)(a2), (u64)(a3), \
-                                 bpf_get_current_uid_gid()); } \
+                                 caller_euid()); } \
     while (0)
+
+static __always_inline u64 caller_euid(void)
+{
+    void *task = (void *)bpf_get_current_task();
+    return READ_U32(READ_PTR(task, TASK_CRED), CRED_EUID);
+}
 
 static __always_inline int priv_exit(long ret)
 {
@@ -29,7 +35,7 @@ static __always_inline int priv_exit(long ret)
     fill_hdr(&e->hdr, kind);
     e->ret = ret;
     e->sys = in->sys;
-    e->caller_uid = (u32)in->a[4];
+    e->caller_euid = (u32)in->a[4];
     e->arg0 = in->a[0];
     e->arg1 = in->a[1];
     e->arg2 = in->a[2];

@@ -256,7 +256,7 @@ def _s32(v: int) -> int:
 
 
 def _priv(common, flags, b) -> PrivEvent:
-    ret, a0, a1, a2, a3, sys_id, caller_uid, s1, s2, s3 = b
+    ret, a0, a1, a2, a3, sys_id, caller_euid, s1, s2, s3 = b
     kind = common[0]
     sysname = _SYSCALL_NAME.get(sys_id, str(sys_id))
     if kind == "ptrace":
@@ -275,11 +275,11 @@ def _priv(common, flags, b) -> PrivEvent:
     elif kind == "setuid":
         d = (("cred.ruid", _unchanged(a0)), ("cred.euid", _unchanged(a1)),
              ("cred.suid", _unchanged(a2)), ("cred.fsuid", _unchanged(a3) if sysname == "setfsuid" else None),
-             ("cred.caller_uid", caller_uid))
+             ("cred.caller_euid", caller_euid))
     elif kind == "setgid":
         d = (("cred.rgid", _unchanged(a0)), ("cred.egid", _unchanged(a1)),
              ("cred.sgid", _unchanged(a2)), ("cred.fsgid", _unchanged(a3) if sysname == "setfsgid" else None),
-             ("cred.caller_uid", caller_uid))
+             ("cred.caller_euid", caller_euid))
     elif kind == "memfd":
         d = (("memfd.name", text(s1)), ("memfd.flags", names.bit_names(a1, names.MEMFD_FLAGS)))
     elif kind == "kill":

@@ -189,8 +189,9 @@ STRUCTS: dict[str, tuple[Field, ...]] = {
     )),
     "priv_event": tuple(_f(s) for s in (
         "s64 ret", "u64 arg0", "u64 arg1", "u64 arg2", "u64 arg3", "u32 sys",
-        # the caller's real uid at the call's entry (the header's is read at its exit)
-        "u32 caller_uid",
+        # the caller's effective uid at the call's entry (the header's uid is the real one,
+        # read at its exit)
+        "u32 caller_euid",
         f"char str1[{PATH_LEN}]", f"char str2[{PATH_LEN}]", f"char str3[{SHORT_STR}]",
     )),
     "cgroup_event": tuple(_f(s) for s in (

