@@ -24,6 +24,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)          # process_resident_memory_bytes …
         self.registry.register(_AgentCollector(agent.stats))
+        vulns = getattr(agent, "vulns", None)
+        if vulns is not None:                 # the vulnerability database's age and records
+            from .vulndb.status import Collector as VulnDBCollector
+            self.registry.register(VulnDBCollector(vulns.cfg.path,
+                                                   vulns.cfg.max_age_hours * 3600))
         self.detect_to_alert = Histogram(
             "mamori_detect_to_alert_seconds", "From the kernel event to the alert published",
             buckets=LATENCY_BUCKETS, registry=self.registry)

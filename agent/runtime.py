@@ -50,6 +50,11 @@ class Agent:
             from .inventory.worker import InventoryWorker
             self.inventory = InventoryWorker(cfg.inventory, pods_fn=lambda: self.pipeline.pods)
             self.pipeline.discovery.listeners.append(self.inventory)
+        self.vulns = None                     # agent/vulndb: inventories x the database
+        if self.inventory is not None:
+            from .vulndb.node import NodeScanner
+            self.vulns = NodeScanner(cfg.vulndb)
+            self.inventory.on_done.append(self.vulns.inventoried)
         self.started = time.monotonic()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_batches)
         self.queue_drops = 0                  # records dropped because the queue was full
@@ -104,6 +109,8 @@ class Agent:
             self.health = HealthServer(self, self.metrics, self.cfg.metrics.listen)
             log.info("metrics and health on http://%s (/metrics, /healthz, /readyz)",
                      self.cfg.metrics.listen)
+        if self.vulns is not None:
+            self.vulns.start()
         if self.inventory is not None:
             self.inventory.start()            # before discovery announces what runs already
         self.pipeline.start()
@@ -194,6 +201,8 @@ class Agent:
             self.health.stop()
         if self.inventory is not None:
             self.inventory.stop()
+        if self.vulns is not None:
+            self.vulns.stop()
         self.pipeline.close()
         self.journal.close()
 

@@ -41,6 +41,7 @@ from ..alerts.hub import AlertHub, Filter, Matcher, compile_pod_regex
 from ..fields import OTHER, REGISTRY
 from ..severity import SEVERITIES
 from ..text import printable
+from ..vulndb.ecosystems import of_inventory
 from . import ApiError, listener_problem
 from .sockets import bind_unix, resolve_group
 from .streams import Stream, StreamSlots, client_of
@@ -292,7 +293,8 @@ class AlertsService(pb_grpc.AlertsServicer):
                            reason=inv.reason, containers=sorted(inv.containers),
                            errors=list(inv.errors), memory_limit_bytes=inv.memory_limit,
                            seconds=inv.seconds, files_seen=inv.files_seen,
-                           layers=list(inv.layers))
+                           layers=list(inv.layers),
+                           ecosystems=of_inventory(inv.os.id, {p.kind for p in inv.packages}))
         if request.image and request.format:
             try:
                 out.document = await asyncio.get_running_loop().run_in_executor(

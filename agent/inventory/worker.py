@@ -96,6 +96,7 @@ class InventoryWorker:
         self.pods_fn = pods_fn
         self.state_dirs = state_dirs
         self.store = store or InventoryStore(cfg.max_images)
+        self.on_done: list = []      # callables(Inventory) told of each image read (they queue)
         self.memory_limit = cfg.memory_limit
         self.time_limit_s = cfg.time_limit_s
         self.limits = Limits(cfg.max_file_bytes, cfg.max_binary_bytes, cfg.max_files,
@@ -239,5 +240,12 @@ class InventoryWorker:
         else:
             values.update(packages=(), errors=())
         self.store.update(key, **values)
+        if state == DONE:
+            inv = self.store.get(key)
+            for fn in self.on_done:
+                try:
+                    fn(inv)
+                except Exception:            # noqa: BLE001 - a listener must not stop us
+                    log.exception("inventory listener failed for %s", key)
         log.info("inventory of %s: %s%s (%.2f s)", key, state,
                  f", {len(result.packages)} packages" if result else f": {reason}", took)

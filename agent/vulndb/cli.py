@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                     help="download osv.dev's export of this ecosystem (repeatable; "
                     "replaces vulndb.ecosystems), e.g. Debian, Alpine, PyPI")
     up.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    up.add_argument("--server", default="", help="the agent asked which ecosystems its "
+                    "images need, when no --source, --ecosystem or vulndb.sources is given "
+                    "(default: the first api.listen)")
     up.set_defaults(func=cmd_update)
 
     im = sub.add_parser("import", help="replace the database with OSV exports on disk "
@@ -80,8 +83,17 @@ def cmd_update(args) -> int:
         urls = list(args.source)
     elif args.ecosystem:
         urls = [source_url(e) for e in args.ecosystem]
+    elif cfg.sources:
+        urls = list(cfg.sources)
     else:
-        urls = list(cfg.sources) or [source_url(e) for e in cfg.ecosystems]
+        found, why = _node_ecosystems(args)
+        if found:
+            print(printable(f"the images on this node need: {', '.join(found)}"),
+                  file=sys.stderr)
+        else:
+            print(printable(f"{why}: the ecosystems of vulndb.ecosystems are downloaded"),
+                  file=sys.stderr)
+        urls = [source_url(e) for e in (found or cfg.ecosystems)]
     progress = None if args.quiet else (lambda m: print(printable(m), file=sys.stderr))
     try:
         res = update(db, urls, progress, cfg.download_timeout_s)
@@ -93,6 +105,29 @@ def cmd_update(args) -> int:
         return 1
     _report(db, res)
     return 0
+
+
+def _node_ecosystems(args) -> tuple[list[str], str]:
+    """The ecosystems the running agent's inventoried images are matched in (ListInventories),
+    or ([], why not)."""
+    import grpc
+    from .. import config as configmod
+    from ..api.client import channel
+    from ..api.gen.mamori.v1 import alerts_pb2 as pb
+    from ..api.gen.mamori.v1 import alerts_pb2_grpc as pb_grpc
+    server = args.server
+    if not server:
+        listen = configmod.load(args.config).api.listen
+        server = listen[0] if listen else ""
+    if not server:
+        return [], "no agent to ask (api.listen is empty)"
+    try:
+        r = pb_grpc.AlertsStub(channel(server)).ListInventories(pb.ListInventoriesRequest(),
+                                                                timeout=5)
+    except grpc.RpcError as e:
+        return [], f"the agent at {server} did not answer ({e.code().name})"
+    found = sorted({e for i in r.images for e in i.ecosystems})
+    return found, "" if found else f"the agent at {server} has no inventoried image yet"
 
 
 def cmd_import(args) -> int:

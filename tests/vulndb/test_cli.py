@@ -127,3 +127,10 @@ def test_config_errors_are_file_line(tmp_path, capsys):
     assert rc == 2
     assert err == (f"mamori: {cfg}:2: vulndb.sources: must be a list of http://, https:// "
                    "or file:// URLs\n")
+
+
+def test_update_without_sources_says_why_the_agent_was_not_asked(tmp_path):
+    from agent.vulndb.cli import _node_ecosystems
+    args = type("A", (), {"server": f"unix://{tmp_path}/none.sock", "config": None})
+    assert _node_ecosystems(args) == (
+        [], f"the agent at unix://{tmp_path}/none.sock did not answer (UNAVAILABLE)")
