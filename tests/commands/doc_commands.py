@@ -192,6 +192,8 @@ EXAMPLES = {"my-rules.yaml": "my_rules", "/my/cgroup": "cgroup", "10.0.0.5:50051
 # Placeholders (`<...>` in a code block, upper-case words inline), matched whole and
 # case-insensitively -> the name of what the test puts there.
 PLACEHOLDERS = [(r"file\|dir\.\.\.", "rule_paths"), (r"dir", "rules_dir"),
+                (r"osv export.*", "osv_export"), (r"url of an osv zip", "osv_url"),
+                (r"sigma rules.*", "sigma_dir"),
                 (r"file", "my_rules"), (r"namespace/pod", "pod"), (r".*digest.*", "digest")]
 
 

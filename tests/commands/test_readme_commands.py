@@ -13,6 +13,10 @@ run the way that fits it, chosen by its first words (RUNNERS):
   mamori run ...       the same agent as `make run`, or one of its own for other flags
   mamori trace ...     events the test makes, seen (and those it must not show, not), Ctrl-C
   mamori rules check   its exact summary line for those files
+  mamori rules import-sigma  the tests' Sigma corpus: all translated, loadable beside rules/
+  mamori vulndb ...    a database of the test's own from real advisories' records (update
+                       from a local HTTP server): the exact record counts
+  mamori inventory     against the agent: the table's header, every row well formed
   mamori alerts ...    against the agent: exactly the alerts it printed, filtered as asked;
                        the TLS line over TCP with mutual TLS
   mamori status        node, rules loaded, last alert, alerts per severity
@@ -45,6 +49,7 @@ from live_runners import run_bench, run_demo, run_profile_eval, run_trace
 from offline_runners import (check_what_cannot_run, run_generator, run_helm,
                              run_kubectl_apply, run_rules_check)
 from readme_bed import Bed
+from scanning_runners import run_import_sigma, run_inventory, run_vulndb
 
 # Commands the docs show that this test does not run in full, and why. Keep it short: each
 # is still checked as far as it goes (check_what_cannot_run: a make target exists with its
@@ -78,6 +83,9 @@ RUNNERS = [
     (("make", "gen"), 1, run_generator),
     (("make", "proto"), 1, run_generator),
     ((".venv/bin/python", "scripts/coverage_matrix.py"), 1, run_generator),
+    (("mamori", "rules", "import-sigma"), 1, run_import_sigma),
+    (("mamori", "vulndb"), 1, run_vulndb),
+    (("mamori", "inventory"), 5, run_inventory),
     ((".venv/bin/python", "bench/profile_eval.py"), 3, run_profile_eval),
     (("mamori", "trace"), 2, run_trace),
     (("make", "bench"), 3, run_bench),
