@@ -97,6 +97,23 @@ def _detail(name):
     return get
 
 
+def _per_item(fn):
+    """fn(item), computed once for the item rules are evaluated on (several rules read
+    proc.cmdline or proc.exe_name of one exec): the last item's value is kept. One slot,
+    read and replaced whole, so a reader in another thread gets a pair that belongs
+    together."""
+    slot = [(None, None)]
+
+    def get(item):
+        last = slot[0]
+        if last[0] is item:
+            return last[1]
+        v = fn(item)
+        slot[0] = (item, v)
+        return v
+    return get
+
+
 def _basename(path):
     return path.rsplit("/", 1)[-1] if path else path
 
@@ -298,14 +315,14 @@ _SPECS = (
      "the process's program (for exec: the new program, from the kernel's `bprm->file`, "
      "symlinks resolved), as a path in the process's own mount namespace: inside a "
      "container, the path inside the container", "process.exe"),
-    ("proc.exe_name", STR, ALL_KINDS, lambda i: _basename(i.exe), "context",
+    ("proc.exe_name", STR, ALL_KINDS, _per_item(lambda i: _basename(i.exe)), "context",
      "the base name of `proc.exe`", None, RULE),
     ("proc.args", STRS, ALL_KINDS, lambda i: i.args, "context",
      "argv, argv[0] included (for exec: the new program's; when it is longer than 4096 "
      "bytes, its first 3072 and its last 1024 bytes, each cut argument kept, cut, and of "
      "more than 64 arguments the first 48 and the last 16 — so what follows padding is "
      "seen)", "process.args"),
-    ("proc.cmdline", STR, ALL_KINDS, lambda i: " ".join(i.args), "context",
+    ("proc.cmdline", STR, ALL_KINDS, _per_item(lambda i: " ".join(i.args)), "context",
      "`proc.args` joined by spaces", None, RULE),
     ("proc.remote_hosts", STRS, ALL_KINDS, _remote_hosts, "context",
      "the hosts the arguments name as URLs (`scheme://host…`, or `host.tld/…`, `host:port/…` "

@@ -67,22 +67,30 @@ class Ruleset:
         return hits
 
     def matching(self, item) -> list[Rule]:
-        """Every enabled rule whose condition the event satisfies, in ruleset order. Rules
-        with a gate on the same field are skipped together when the event's value passes
-        none of them."""
+        """Every enabled rule whose condition the event satisfies, in ruleset order. The
+        rules gated on one field are found from the event's value of it: those whose gate
+        names that exact value (one dict lookup), and, when the value passes one of their
+        prefix, suffix or substring tests, those with such tests; the others are skipped
+        without being tested."""
         plan = self._plans.get(item.event.kind)
         if plan is None:
             return []
         free, groups = plan
         hits = [r for r in free if r.match(item)]
         merged = False
-        for get, exact, prefixes, suffixes, substrings, rules in groups:
+        for get, by_value, by_value_plus, prefixes, suffixes, substrings, partial in groups:
             v = get(item)
-            if v is None or not (v in exact or (prefixes and v.startswith(prefixes)) or
-                                 (suffixes and v.endswith(suffixes)) or
-                                 (substrings and any(map(v.__contains__, substrings)))):
+            if v is None:
                 continue
-            more = [r for r in rules if r.match(item)]
+            if partial and ((prefixes and v.startswith(prefixes)) or
+                            (suffixes and v.endswith(suffixes)) or
+                            (substrings and any(map(v.__contains__, substrings)))):
+                cand = by_value_plus.get(v, partial)
+            else:
+                cand = by_value.get(v)
+                if cand is None:
+                    continue
+            more = [r for r in cand if r.match(item)]
             if more:
                 merged = merged or bool(hits)
                 hits += more
@@ -116,28 +124,42 @@ def _over_time(item, hits: list[Rule]) -> list[Rule]:
 
 
 def _plan(kind: str, rules: tuple[Rule, ...]):
-    """(rules without a gate, [(getter, exact, prefixes, suffixes, substrings, rules) per
-    gated field]) for one event kind, each list in ruleset order."""
+    """(rules without a gate, [per gated field: (getter, {value: rules whose gate names it
+    exactly}, {value: those and the partial ones}, prefixes, suffixes, substrings, the
+    partial rules: those with a prefix, suffix or substring test)]) for one event kind,
+    each tuple of rules in ruleset order."""
     free, by_field = [], {}
     for r in rules:
         g = r.gate(kind) if r.gate is not None else None
         if g is None:
             free.append(r)
             continue
-        if g.field in by_field:
-            merged, members = by_field[g.field]
-            by_field[g.field] = (merged.union(g), members)
-        else:
-            by_field[g.field] = (g, members := [])
-        members.append(r)
-    groups = [(g.get, *_minimal(g), tuple(members)) for g, members in by_field.values()]
+        by_field.setdefault(g.field, []).append((r, g))
+    groups = []
+    for members in by_field.values():
+        by_value: dict = {}
+        partial, merged = [], None
+        for r, g in members:
+            for v in g.exact:
+                by_value.setdefault(v, []).append(r)
+            if g.prefixes or g.suffixes or g.substrings:
+                partial.append(r)
+                part = C.Gate(g.field, g.get, frozenset(), g.prefixes, g.suffixes,
+                              g.substrings)
+                merged = part if merged is None else merged.union(part)
+        pre, suf, subs = _minimal(merged) if merged is not None else ((), (), ())
+        partial_t = tuple(partial)
+        plus = {v: tuple(sorted({r.rank: r for r in (*rs_, *partial_t)}.values(), key=_rank))
+                for v, rs_ in by_value.items()} if partial_t else {}
+        groups.append((members[0][1].get, {v: tuple(rs_) for v, rs_ in by_value.items()},
+                       plus, pre, suf, subs, partial_t))
     return tuple(free), groups
 
 
 def _minimal(g) -> tuple:
-    """The gate's (exact, prefixes, suffixes, substrings) without the values another one
-    already covers (a prefix of a longer prefix, an exact value under a prefix…): the same
-    test, with less to test on every event."""
+    """The gate's (prefixes, suffixes, substrings) without the values another one already
+    covers (a prefix of a longer prefix, a suffix containing a substring…): the same test,
+    with less to test on every event."""
     def shortest(vals, covers):
         vals = sorted(set(vals), key=len)
         out: list = []
@@ -149,11 +171,7 @@ def _minimal(g) -> tuple:
     pre = tuple(p for p in shortest(g.prefixes, str.startswith)
                 if not any(s in p for s in subs))
     suf = tuple(x for x in shortest(g.suffixes, str.endswith) if not any(s in x for s in subs))
-    if not all(isinstance(v, str) for v in g.exact):
-        return g.exact, pre, suf, subs
-    exact = frozenset(v for v in g.exact if not (
-        v.startswith(pre) or v.endswith(suf) or any(s in v for s in subs)))
-    return exact, pre, suf, subs
+    return pre, suf, subs
 
 
 class RulesError(Exception):
@@ -290,6 +308,7 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     over = _compile_over_time(it, v, comp, ctx, problems)
     if over is False:
         return None
+    top = comp.fn
     window, comp = over if over is not None else (None, comp)
     render = _compile_output(it, v["output"], problems, windowed=window is not None)
     if render is None:
@@ -305,7 +324,9 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
                    "its condition asks for another event.kind")
             problems.append(it.value_at("events").problem(
                 f"rule {name!r} can never match a {kind} event ({why})", "warning"))
-    cond = comp.fn
+    # a sequence is gated by its steps' conditions (comp), then tested by its own
+    # condition only: the window tests the steps, those the event's kind can take
+    cond = top if isinstance(window, W.Sequence) else comp.fn
     match = (lambda item: cond(item) and not exc_fn(item)) if exc_names else cond
     return Rule(name, v["desc"].strip(), tuple(events), v["condition"], v["output"], sev,
                 tactic, technique, action, enabled, tuple(tags),
@@ -388,7 +409,8 @@ def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
     if not isinstance(seq, list) or not 2 <= len(seq) <= W.MAX_STEPS:
         return bad("sequence", f"sequence is a list of 2 to {W.MAX_STEPS} steps, each "
                                "{condition: …, key: FIELD (optional)}")
-    steps, texts = [], []
+    steps, texts, kinds_of = [], [], []
+    events = v.get("events") if isinstance(v.get("events"), list) else [v.get("events")]
     for i, step in enumerate(seq):
         snode = node.value[i] if node is not None and i < len(node.value) else None
         where = _node_where(it, snode) if snode is not None else it.value_at("sequence")
@@ -409,6 +431,7 @@ def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
             kget = fld.get
         steps.append(W.Step(sc.fn, kget, str(step.get("key") or "")))
         texts.append(step["condition"])
+        kinds_of.append(frozenset(k for k in events if isinstance(k, str) and sc.can(k)))
     if len({s.key is None for s in steps}) > 1:
         return bad("sequence", "give key: on every step or on none (the steps are joined on "
                                "its value)")
@@ -417,7 +440,8 @@ def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
         combined = C.compile_condition(f"({v['condition']}) and ({joined})", ctx)
     except C.ConditionError as e:
         return bad("sequence", str(e))
-    return W.Sequence(within, tuple(getters), tuple(steps), tuple(gb), spec), combined
+    return W.Sequence(within, tuple(getters), tuple(steps), tuple(gb), spec,
+                      kinds_of=tuple(kinds_of)), combined
 
 
 def _compile_output(it: Item, template: str, problems, windowed: bool = False) -> object:

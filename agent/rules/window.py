@@ -112,6 +112,16 @@ class _Distinct:
         self.quiet_until = 0
 
 
+def key_of(getters: tuple):
+    """item -> the group's key: the one value itself, or a tuple of them (no generator)."""
+    if len(getters) == 1:
+        return getters[0]
+    if len(getters) == 2:
+        a, b = getters
+        return lambda item: (a(item), b(item))
+    return lambda item: tuple(g(item) for g in getters)
+
+
 class Threshold:
     """At least `count` matching events (or distinct values of `distinct`) within `within`
     ns, per group of `group_by` values."""
@@ -120,25 +130,43 @@ class Threshold:
                  group_names: tuple = (), distinct_name: str = "", spec: str = ""):
         self.within, self.count, self.distinct = within, count, distinct
         self.group_by = group_by              # getters
+        self._key = key_of(group_by)
+        self._sweep_at = 0                    # event time of the next sweep of idle groups
         self.group_names, self.distinct_name, self.spec = group_names, distinct_name, spec
         self.stats = Stats()
         self.groups = _Groups(min(MAX_GROUPS, max(1, STATE_BUDGET // count)), within,
                               self.stats)
 
-    def _key(self, item):
-        return tuple(g(item) for g in self.group_by)
-
     def offer(self, item) -> dict | None:
         """Feed one event the rule's condition matched; the match fields when the group
-        reaches the threshold (once per burst), else None."""
+        reaches the threshold (once per burst), else None. (Written out flat: it runs for
+        every event the condition matches.)"""
+        v = None
+        if self.distinct is not None:
+            v = self.distinct(item)
+            if v is None:                    # nothing to count (a unix socket's port)
+                return None
         now = item.event.ts
         w = self.within
-        self.groups.expire(now, w)
+        groups = self.groups
+        if now >= self._sweep_at:            # idle groups dropped a few times a window
+            groups.expire(now, w)
+            self._sweep_at = now + (w >> 2)
+        key = self._key(item)
+        table = groups.table
+        st = table.get(key)
+        if st is None:
+            if len(table) >= groups.max:
+                table.popitem(last=False)
+                self.stats.evicted += 1
+            st = table[key] = _Count(self.count) if self.distinct is None else _Distinct()
+        else:
+            table.move_to_end(key)
+        st.last = now
+        if now < st.quiet_until:
+            st.quiet_until = now + w
+            return None
         if self.distinct is None:
-            st = self.groups.get(self._key(item), now, lambda: _Count(self.count))
-            if now < st.quiet_until:
-                st.quiet_until = now + w
-                return None
             times = st.times
             times.append(now)
             if len(times) < self.count or now - times[0] > w:
@@ -148,34 +176,31 @@ class Threshold:
             st.quiet_until = now + w
             self.stats.fired += 1
             return self._fields(item, self.count, first, None)
-        st = self.groups.get(self._key(item), now, _Distinct)
-        if now < st.quiet_until:
-            st.quiet_until = now + w
-            return None
-        v = self.distinct(item)
-        if v is None:
-            return None
-        if isinstance(v, list):
+        if v.__class__ is list:
             v = tuple(v)
         seen = st.seen
-        while seen:                          # slide: drop values last seen before the window
-            h0, t0 = next(iter(seen.items()))
-            if now - t0 <= w:
-                break
-            seen.popitem(last=False)
-            st.shown.pop(h0, None)
+        if seen and now - st.first > w:      # slide: drop values last seen before the window
+            while seen:
+                h0, t0 = next(iter(seen.items()))
+                if now - t0 <= w:
+                    st.first = t0
+                    break
+                seen.popitem(last=False)
+                st.shown.pop(h0, None)
         h = hash(v)
         if h in seen:
             seen.move_to_end(h)
-        elif len(st.shown) < VALUES_SHOWN:
+            seen[h] = now
+            return None
+        if len(st.shown) < VALUES_SHOWN:
             st.shown[h] = _text(v)
         seen[h] = now
         if len(seen) == 1:
-            st.first = now
+            st.first = now                   # the oldest value's time: when to slide
         if len(seen) < self.count:
             return None
         values = list(st.shown.values())
-        first = min(seen.values())
+        first = st.first
         seen.clear()
         st.shown.clear()
         st.quiet_until = now + w
@@ -245,43 +270,63 @@ class Sequence:
     a key), the last within `within` ns of the first."""
 
     def __init__(self, within: int, group_by: tuple, steps: tuple[Step, ...],
-                 group_names: tuple = (), spec: str = "", summary=_step_summary):
+                 group_names: tuple = (), spec: str = "", summary=_step_summary,
+                 kinds_of: tuple = ()):
         self.within, self.group_by, self.steps = within, group_by, steps
         self.group_names, self.spec, self.summary = group_names, spec, summary
+        self._key = key_of(group_by)
         self.stats = Stats()
         self.groups = _Groups(MAX_GROUPS, within, self.stats)
+        # per event kind, the steps that can match it (index, step), the furthest first:
+        # kinds_of[i] is the set of kinds step i can match (all, when not given)
+        self._by_kind: dict[str, tuple] = {}
+        self._kinds_of = kinds_of
+
+    def _steps_for(self, kind: str) -> tuple:
+        got = self._by_kind.get(kind)
+        if got is None:
+            got = self._by_kind[kind] = tuple(
+                (i, st) for i, st in reversed(list(enumerate(self.steps)))
+                if not self._kinds_of or kind in self._kinds_of[i])
+        return got
 
     def offer(self, item) -> dict | None:
         now = item.event.ts
         w = self.within
-        self.groups.expire(now, w)
-        group = tuple(g(item) for g in self.group_by)
+        groups = self.groups
+        groups.expire(now, w)
+        table = groups.table
+        group = self._key(item)
         last = len(self.steps) - 1
-        for i in range(last, -1, -1):        # the furthest step the event can take
-            step = self.steps[i]
+        for i, step in self._steps_for(item.event.kind):   # the furthest step it can take
+            if i:
+                if not table:
+                    continue                 # nothing under way: only a first step counts
+                key = (group, _hashable(step.key(item))) if step.key is not None else group
+                st = table.get(key)
+                if st is None or st.reached != i - 1 or now - st.first > w or \
+                        not step.match(item):
+                    continue
+                groups.get(key, now, _Progress)
+                st.reached = i
+                st.steps.append(self.summary(item))
+                if i < last:
+                    return None
+                del table[key]
+                self.stats.fired += 1
+                return {"match.count": len(self.steps), "match.within": self.spec,
+                        "match.first_ts": st.first, "match.steps": st.steps[:-1],
+                        "match.group": dict(zip(self.group_names,
+                                                group if len(self.group_by) > 1 else
+                                                (group,)))}
             if not step.match(item):
                 continue
-            key = group if step.key is None else (*group, _hashable(step.key(item)))
-            if i == 0:
-                st = self.groups.get(key, now, _Progress)
-                if st.reached > 0 and now - st.first <= w:
-                    return None              # already under way: keep its start
-                st.reached, st.first, st.steps = 0, now, [self.summary(item)]
-                return None
-            st = self.groups.table.get(key)
-            if st is None or st.reached != i - 1 or now - st.first > w:
-                continue
-            self.groups.get(key, now, _Progress)
-            st.reached = i
-            st.steps.append(self.summary(item))
-            if i < last:
-                return None
-            del self.groups.table[key]
-            self.stats.fired += 1
-            return {"match.count": len(self.steps), "match.within": self.spec,
-                    "match.first_ts": st.first, "match.steps": st.steps[:-1],
-                    "match.group": {n: g(item) for n, g in zip(self.group_names,
-                                                                self.group_by)}}
+            key = (group, _hashable(step.key(item))) if step.key is not None else group
+            st = groups.get(key, now, _Progress)
+            if st.reached > 0 and now - st.first <= w:
+                return None                  # already under way: keep its start
+            st.reached, st.first, st.steps = 0, now, [self.summary(item)]
+            return None
         return None
 
     def __len__(self) -> int:

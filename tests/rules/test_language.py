@@ -11,6 +11,7 @@ from agent.context.enricher import Enriched
 from agent.context.pods import PodInfo
 from agent.rules.engine import RuleEngine
 from agent.rules.ruleset import load
+from agent.rules.window import Sequence
 from agent.sensor.events import ExecEvent, FileEvent, NetEvent
 
 
@@ -277,8 +278,13 @@ def test_default_rules_gated_evaluation_equals_brute_force():
               for args in ((), ("-c", "id"), ("-d",)) for stdin in ("pipe", "tty", "socket")]
     matched = 0
     for item in items:
-        brute = [r.name for r in rs.by_kind.get(item.event.kind, ()) if r.match(item)]
-        assert [r.name for r in rs.matching(item)] == brute, item.event
+        rules = rs.by_kind.get(item.event.kind, ())
+        brute = [r.name for r in rules if not isinstance(r.window, Sequence) and r.match(item)]
+        got = rs.matching(item)
+        assert [r.name for r in got if not isinstance(r.window, Sequence)] == brute, item.event
+        # a sequence is a candidate (its window tests the steps) whenever a step can match
+        assert all(r in got for r in rules if isinstance(r.window, Sequence) and
+                   r.match(item) and any(s.match(item) for s in r.window.steps)), item.event
         matched += bool(brute)
     assert matched > 30                      # the comparison covered matching events too
 

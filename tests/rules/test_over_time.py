@@ -143,7 +143,7 @@ def test_state_is_bounded_and_expires(tmp_path):
     assert len(th) == W.MAX_GROUPS and th.stats.evicted == 500
     for i in range(3 * W.VALUES_SHOWN):      # one group, many values: at most `count` kept
         rs.evaluate(connect(10 * S + i * 3 * S, 1000 + i, cid="one"))
-    st = th.groups.table[("one",)]
+    st = th.groups.table["one"]
     assert len(st.seen) <= 5
     rs.evaluate(connect(1000 * S, 1, cid="last"))   # everything else is long expired
     assert len(th) == 1
