@@ -65,7 +65,81 @@ def measure(root: str) -> tuple[float, int, int, int]:
     return took, max(peak, before), len(res.packages), res.files_seen
 
 
+def event_rate(image_root: str, n: int = 400_000, runs: int = 3) -> None:
+    """The agent's events processed per second under a flat-out openat storm in a watched
+    cgroup, alone and while a container of image_root starts (its image inventoried in the
+    capped child at the same time), taking turns."""
+    import threading
+    from dataclasses import replace
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "tests"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from agent import config
+    from agent.config import DEFAULT_RULES
+    from agent.runtime import Agent
+    from agent.sensor import cgroups
+    from sensor_overhead import build_storm, storm
+    from testbed import runc
+    from testbed.runc import Container
+    build_storm()
+    cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [],
+                             "metrics.listen": "", **runc.agent_overrides(),
+                             "alerts.journal_dir": tempfile.mkdtemp(prefix="mamori-j-")})
+    cfg = replace(cfg, sensor=replace(cfg.sensor, ring_bytes=64 << 20))
+    agent = Agent(cfg, [DEFAULT_RULES], outputs=[])
+    t = threading.Thread(target=agent.start)
+    t.start()
+    t.join()
+    cg = os.path.join(cgroups.cgroup2_root(), runc.CGROUP_PARENT, "bench-inventory-storm")
+    os.makedirs(cg, exist_ok=True)
+    time.sleep(0.5)                          # discovery watches the new cgroup
+    work = tempfile.mkdtemp(prefix="mamori-inv-bench-")
+    try:
+        for r in range(runs):
+            for label in ("alone", "with an inventory"):
+                c = None
+                before, lost0 = agent.events, sum(agent.pipeline.sensor.drops().values())
+                done0 = sum(agent.inventory.counts.values())
+                if label != "alone":
+                    agent.inventory.store = type(agent.inventory.store)(
+                        agent.inventory.store.max_images)      # read the image afresh
+                    c = Container(image_root, work).start()
+                t0 = time.monotonic()
+                storm("open", n, cg)
+                end = t0 + 60
+                last, last_t = agent.events, time.monotonic()
+                while time.monotonic() < end and time.monotonic() - last_t < 0.5:
+                    time.sleep(0.01)                # until the evaluator has drained it
+                    if agent.events != last:
+                        last, last_t = agent.events, time.monotonic()
+                took = last_t - t0
+                got = last - before
+                lost = sum(agent.pipeline.sensor.drops().values()) - lost0
+                overlap = ""
+                if c is not None:
+                    while sum(agent.inventory.counts.values()) == done0 and \
+                            time.monotonic() < end:
+                        time.sleep(0.05)
+                    overlap = f", inventory took {agent.inventory.seconds:.2f} s in all"
+                    c.stop()
+                print(f"round {r + 1} {label}: {got:,} events evaluated in {took:.2f} s = "
+                      f"{got / took:,.0f}/s, lost {lost:,} (the rest of the {n:,} opens shed "
+                      f"by the kernel's per-container budget){overlap}")
+    finally:
+        agent.stop()
+        os.rmdir(cg)
+
+
 def main() -> int:
+    if "--event-rate" in sys.argv:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+            __file__))), "tests"))
+        with tempfile.TemporaryDirectory() as d:
+            from testbed.image import build_image
+            root = build_image(os.path.join(d, "img"))
+            files_image(root)
+            event_rate(root)
+        return 0
     with tempfile.TemporaryDirectory() as d:
         a, b = os.path.join(d, "pkgs"), os.path.join(d, "files")
         packages_image(a)

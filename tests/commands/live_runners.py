@@ -203,3 +203,20 @@ def run_profile_eval(cmd: DocCommand, bed: Bed) -> None:
     assert stages == ["decode", "context", "rules", "alerts"], lines
     assert all(re.search(r"total +[0-9.]+ µs/event = [0-9,]+ events/s", l)
                for l in lines if l.startswith("+ ")), lines
+
+
+def run_rules_over_time(cmd: DocCommand, bed: Bed) -> None:
+    """`bench/rules_over_time.py`: a recording, then both rulesets evaluated in turns, each
+    round reported with its rule count and rate, and the best of each compared."""
+    words = fill(cmd, bed.values())
+    if not flag_values(words, "--rounds"):
+        words += ["--rounds", "1"]           # one turn each proves it (the docs run more)
+    argv = program(words, cmd)
+    lines = ok(run(argv, timeout=600), argv)
+    assert re.match(r"recorded \d+ container events \{", lines[0]), lines
+    rounds = [l for l in lines if l.startswith("round ")]
+    assert len(rounds) == 2 and all(re.search(r": \d+ rules \(\d+ over time\): [0-9,]+ "
+                                              r"events/s per CPU second", l)
+                                    for l in rounds), lines
+    assert re.match(r"best of 1: before \(\w+\) [0-9,]+/s, now [0-9,]+/s \([+-][0-9.]+%\)",
+                    lines[-1]), lines

@@ -45,7 +45,8 @@ import pytest
 from agent_runners import (run_alerts, run_make_run, run_mamori_run, run_release,
                            run_status)
 from doc_commands import DocCommand, doc_commands, has_operator
-from live_runners import run_bench, run_demo, run_profile_eval, run_trace
+from live_runners import (run_bench, run_demo, run_profile_eval, run_rules_over_time,
+                          run_trace)
 from offline_runners import (check_what_cannot_run, run_generator, run_helm,
                              run_kubectl_apply, run_rules_check)
 from readme_bed import Bed
@@ -87,6 +88,7 @@ RUNNERS = [
     (("mamori", "vulndb"), 1, run_vulndb),
     (("mamori", "inventory"), 5, run_inventory),
     ((".venv/bin/python", "bench/profile_eval.py"), 3, run_profile_eval),
+    ((".venv/bin/python", "bench/rules_over_time.py"), 3, run_rules_over_time),
     (("mamori", "trace"), 2, run_trace),
     (("make", "bench"), 3, run_bench),
     (("make", "demo"), 4, run_demo),
