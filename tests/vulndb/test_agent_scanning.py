@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 import urllib.request
-from dataclasses import replace
 
 from advisories import DSA_5532_1, _eco, pkg, write_zip
-from agent import cli, config
-from agent.runtime import Agent
+from agent import cli
 from agent.vulndb import importer
-from testbed import runc
 from testbed.image import build_image
+from testbed.live_agent import start_agent
 from testbed.runc import Container
+from testbed.waiting import value_within
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "inventory"))
 import images  # noqa: E402 (tests/inventory/images.py: real-format package databases)
@@ -34,51 +31,20 @@ DSA_5611_1 = {
     "references": [{"type": "ADVISORY", "url": "https://www.debian.org/security/2024/dsa-5611"}],
     "affected": [pkg("Debian:12", "glibc", [_eco(fixed="2.36-9+deb12u4")])],
 }
-RULE = """
-- rule: Shadow read
-  desc: d
-  events: [open]
-  condition: container.id exists and file.path = /etc/shadow
-  output: "shadow read by %proc.exe"
-  severity: high
-  tactic: TA0006
-  technique: T1003.008
-"""
-
-
-def _until(pred, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_an_image_is_inventoried_matched_and_matched_again_on_a_new_database(
         tmp_path, capsys):
     base = build_image(str(tmp_path / "image"))
     images.debian_layer(base)
     db = str(tmp_path / "osv.sqlite3")
     importer.install(db, [("v1", write_zip(str(tmp_path / "v1.zip"), [DSA_5532_1]))])
-    rules = tmp_path / "r.yaml"
-    rules.write_text(RULE)
     sock = f"unix://{tmp_path}/mamori.sock"
-    cfg = config.load(None, {"kubernetes.mode": "off", "api.listen": [sock],
-                             **runc.agent_overrides(),
-                             "alerts.journal_dir": str(tmp_path / "j"),
-                             "metrics.listen": "127.0.0.1:0", "vulndb.path": db})
-    cfg = replace(cfg, sensor=replace(cfg.sensor, ring_bytes=16 << 20))
-    alerts = []
-    agent = Agent(cfg, [str(rules)], outputs=[lambda a: alerts.append(a)])
-    t = threading.Thread(target=agent.start)
-    t.start()
+    agent, alerts = start_agent(tmp_path, **{"api.listen": [sock],
+                                             "metrics.listen": "127.0.0.1:0",
+                                             "vulndb.path": db})
     c = None
     try:
-        t.join()
         c = Container(base, str(tmp_path / "work")).start()
-        res = _until(lambda: next(iter(agent.vulns.results().values()), None))
+        res = value_within(lambda: next(iter(agent.vulns.results().values()), None))
         inv = agent.inventory.store.all()[0]
         assert (res.image, inv.state, inv.os.id, inv.os.version_id) == (
             inv.key, "done", "debian", "12")
@@ -88,7 +54,7 @@ def test_an_image_is_inventoried_matched_and_matched_again_on_a_new_database(
         # a newer database, with a glibc advisory: the running libc6 is matched again
         importer.install(db, [("v2", write_zip(str(tmp_path / "v2.zip"),
                                                [DSA_5532_1, DSA_5611_1]))])
-        res2 = _until(lambda: (r := agent.vulns.results().get(inv.key)) is not None and
+        res2 = value_within(lambda: (r := agent.vulns.results().get(inv.key)) is not None and
                       r.findings and r)
         assert [(f.id, f.package, f.installed, f.fixed, f.matched_name, f.aliases[0],
                  f.location) for f in res2.findings] == [
@@ -97,7 +63,7 @@ def test_an_image_is_inventoried_matched_and_matched_again_on_a_new_database(
         assert agent.vulns.rescans == 1
         # the agent alerts as before
         c.sh("cat /etc/shadow > /dev/null")
-        _until(lambda: any(a.rule == "Shadow read" for a in alerts), 10)
+        value_within(lambda: any(a.rule == "Shadow read" for a in alerts), 10)
         # the inventory over gRPC, as `mamori inventory` shows it
         capsys.readouterr()
         assert cli.main(["inventory", "--server", sock]) == 0
