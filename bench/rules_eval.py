@@ -46,8 +46,8 @@ WORKLOAD = ("i=0; while [ $i -lt 40 ]; do cat /etc/hostname /etc/passwd >/dev/nu
             "echo x > /tmp/f; i=$((i+1)); done")
 
 
-def record_items(seconds: float = 3.0):
-    """Real enriched events from a runc container running WORKLOAD."""
+def record_items(workload: str = WORKLOAD):
+    """Real enriched events from a runc container running `workload` (a shell script)."""
     from testbed.image import build_image
     from testbed.runc import Container
     pipe = Pipeline(config.load(None, {"kubernetes.mode": "off"}))
@@ -56,7 +56,7 @@ def record_items(seconds: float = 3.0):
     c = Container(img, "/tmp/mamori-bench-ct", network=True).start()
     items = []
     try:
-        c.sh(WORKLOAD, check=False, timeout=120)
+        c.sh(workload, check=False, timeout=120)
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             items += [i for i in pipe.step() if i.container is not None]

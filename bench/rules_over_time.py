@@ -23,37 +23,15 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from agent import config  # noqa: E402
 from agent.config import DEFAULT_RULES  # noqa: E402
-from agent.pipeline import Pipeline  # noqa: E402
 from agent.rules.engine import RuleEngine  # noqa: E402
+from rules_eval import record_items  # noqa: E402 (the recording rules_eval.py makes)
 
 WORKLOAD = ("i=0; while [ $i -lt 40 ]; do cat /etc/hostname /etc/passwd >/dev/null; "
             "ls /tmp >/dev/null; for p in 8080 8081 5432; do "
             "nc -w 1 127.0.0.1 $p </dev/null 2>/dev/null; done; "
             "echo x > /tmp/f.$i; mv /tmp/f.$i /tmp/g.$i; rm /tmp/g.$i; /bin/id -u >/dev/null; "
             "i=$((i+1)); done")
-
-
-def record_items():
-    from testbed.image import build_image
-    from testbed.runc import Container
-    from testbed import runc
-    pipe = Pipeline(config.load(None, {"kubernetes.mode": "off", **runc.agent_overrides()}))
-    pipe.start()
-    img = build_image("/tmp/mamori-bench-image")
-    c = Container(img, "/tmp/mamori-bench-ct", network=True).start()
-    items = []
-    try:
-        c.sh(WORKLOAD, check=False, timeout=120)
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            items += [i for i in pipe.step() if i.container is not None]
-            time.sleep(0.02)
-    finally:
-        c.stop()
-        pipe.close()
-    return items
 
 
 def rules_at(rev: str, out: str) -> str:
@@ -97,7 +75,7 @@ def main() -> int:
     if not args.only_tree:
         old = RuleEngine([rules_at(args.before, tempfile.mkdtemp(prefix="mamori-rules-"))])
         old.load()
-    items = record_items()
+    items = record_items(WORKLOAD)
     kinds: dict[str, int] = {}
     for i in items:
         kinds[i.kind] = kinds.get(i.kind, 0) + 1
@@ -109,7 +87,8 @@ def main() -> int:
                 continue
             ev_s, matches = rate(items, eng.ruleset)
             best[label] = max(best.get(label, 0.0), ev_s)
-            windowed = sum(1 for x in eng.ruleset.rules if getattr(x, "window", None))
+            windowed = sum(1 for x in eng.ruleset.rules
+                           if getattr(x, "window", None) is not None)
             print(f"round {r + 1} {label}: {len(eng.ruleset.rules)} rules ({windowed} over "
                   f"time): {ev_s:,.0f} events/s per CPU second, {matches} matches")
     if old is None:

@@ -119,7 +119,7 @@ class Alert:
 def from_match(rule, item, catalog, node: str) -> Alert:
     """The alert of a rule that matched `item`; a threshold or sequence rule that fired
     adds what it counted (match.count, match.values, match.steps…) to the snapshot."""
-    fields, extra = item.fields(), getattr(rule, "extra", None)
+    fields, extra = item.fields(), rule.extra
     if extra:
         fields.update(extra)
     return Alert(rule.name, rule.severity, rule.tactic, catalog.tactic_name(rule.tactic),

@@ -305,7 +305,7 @@ def _compile_rule(it: Item, ctx: C.Context, catalog, problems) -> Rule | None:
     except C.ConditionError as e:
         problems.append(_cond_where(it, "condition", e.offset).problem(f"rule {name!r}: {e}"))
         return None
-    over = _compile_over_time(it, v, comp, ctx, problems)
+    over = _compile_over_time(it, v, events, comp, ctx, problems)
     if over is False:
         return None
     top = comp.fn
@@ -348,7 +348,7 @@ def _node_where(it: Item, node) -> Where:
     return Where(it.where.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
+def _compile_over_time(it: Item, v: dict, events: list, comp, ctx, problems):
     """A threshold or sequence rule's window: (window.Threshold | window.Sequence, the
     compiled condition the evaluator gates and tests the rule by), None for a rule of one
     event, False after reporting an error."""
@@ -410,7 +410,6 @@ def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
         return bad("sequence", f"sequence is a list of 2 to {W.MAX_STEPS} steps, each "
                                "{condition: …, key: FIELD (optional)}")
     steps, texts, kinds_of = [], [], []
-    events = v.get("events") if isinstance(v.get("events"), list) else [v.get("events")]
     for i, step in enumerate(seq):
         snode = node.value[i] if node is not None and i < len(node.value) else None
         where = _node_where(it, snode) if snode is not None else it.value_at("sequence")
@@ -431,7 +430,7 @@ def _compile_over_time(it: Item, v: dict, comp, ctx, problems):
             kget = fld.get
         steps.append(W.Step(sc.fn, kget, str(step.get("key") or "")))
         texts.append(step["condition"])
-        kinds_of.append(frozenset(k for k in events if isinstance(k, str) and sc.can(k)))
+        kinds_of.append(frozenset(k for k in events if sc.can(k)))
     if len({s.key is None for s in steps}) > 1:
         return bad("sequence", "give key: on every step or on none (the steps are joined on "
                                "its value)")

@@ -60,11 +60,11 @@ class Stats:
 
 class _Groups:
     """An LRU table of groups, oldest first, each with the event time it was last fed."""
-    __slots__ = ("table", "max", "within", "stats")
+    __slots__ = ("table", "max", "stats")
 
-    def __init__(self, max_groups: int, within: int, stats: Stats):
+    def __init__(self, max_groups: int, stats: Stats):
         self.table: OrderedDict = OrderedDict()
-        self.max, self.within, self.stats = max_groups, within, stats
+        self.max, self.stats = max_groups, stats
 
     def expire(self, now: int, idle: int) -> None:
         """Drop the groups not fed for `idle` ns (oldest first: stop at the first live one)."""
@@ -134,8 +134,8 @@ class Threshold:
         self._sweep_at = 0                    # event time of the next sweep of idle groups
         self.group_names, self.distinct_name, self.spec = group_names, distinct_name, spec
         self.stats = Stats()
-        self.groups = _Groups(min(MAX_GROUPS, max(1, STATE_BUDGET // count)), within,
-                              self.stats)
+        self.groups = _Groups(min(MAX_GROUPS, max(1, STATE_BUDGET // count)), self.stats)
+        self._new = (lambda: _Count(count)) if distinct is None else _Distinct
 
     def offer(self, item) -> dict | None:
         """Feed one event the rule's condition matched; the match fields when the group
@@ -152,17 +152,7 @@ class Threshold:
         if now >= self._sweep_at:            # idle groups dropped a few times a window
             groups.expire(now, w)
             self._sweep_at = now + (w >> 2)
-        key = self._key(item)
-        table = groups.table
-        st = table.get(key)
-        if st is None:
-            if len(table) >= groups.max:
-                table.popitem(last=False)
-                self.stats.evicted += 1
-            st = table[key] = _Count(self.count) if self.distinct is None else _Distinct()
-        else:
-            table.move_to_end(key)
-        st.last = now
+        st = groups.get(self._key(item), now, self._new)
         if now < st.quiet_until:
             st.quiet_until = now + w
             return None
@@ -276,7 +266,7 @@ class Sequence:
         self.group_names, self.spec, self.summary = group_names, spec, summary
         self._key = key_of(group_by)
         self.stats = Stats()
-        self.groups = _Groups(MAX_GROUPS, within, self.stats)
+        self.groups = _Groups(MAX_GROUPS, self.stats)
         # per event kind, the steps that can match it (index, step), the furthest first:
         # kinds_of[i] is the set of kinds step i can match (all, when not given)
         self._by_kind: dict[str, tuple] = {}
